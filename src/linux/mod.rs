@@ -1,0 +1,5 @@
+//! Thin wrappers over kernel interfaces.
+
+pub mod capabilities;
+pub mod rlimits;
+pub mod seccomp;
