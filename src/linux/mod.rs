@@ -1,5 +1,11 @@
 //! Thin wrappers over kernel interfaces.
 
 pub mod capabilities;
+pub mod in_root;
+pub mod namespaces;
+pub mod procfs;
 pub mod rlimits;
+pub mod rootfs;
 pub mod seccomp;
+pub mod signals;
+pub mod tty;

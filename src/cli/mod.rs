@@ -1,0 +1,176 @@
+//! The command line, runc-compatible: global flags and one struct per verb. Parsing only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "husk",
+    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.1"),
+    about = "An OCI container runtime with built-in networking (runc-compatible)"
+)]
+pub struct Cli {
+    /// Root directory for storage of container state.
+    #[arg(long, global = true, default_value = "/run/husk")]
+    pub root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Enable debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Interpret cgroupsPath as systemd's slice:prefix:name.
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// With `spec`: write a rootless config. Otherwise accepted for compatibility.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<String>,
+    /// Accepted for compatibility (runc's criu path); unused.
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container (all setup; the process waits for `start`).
+    Create(CreateArgs),
+    /// Start the user process of a created container.
+    Start(IdArg),
+    /// Print the OCI state of a container.
+    State(IdArg),
+    /// Send a signal to the container's init process.
+    Kill(KillArgs),
+    /// Delete a container and everything it owns.
+    Delete(DeleteArgs),
+    /// Create and start a container, and wait for it.
+    Run(RunArgs),
+    /// List containers.
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Write a default config.json.
+    Spec(SpecArgs),
+    /// Print the OCI features JSON.
+    Features,
+    /// Run a built-in hook (network) as an OCI hook, reading the state on stdin.
+    Hook(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    pub id: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CreateOptions {
+    /// Path to the bundle directory.
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is true.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the init process.
+    #[arg(long)]
+    pub pidfd_socket: Option<PathBuf>,
+    /// File to write the init pid to.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring (accepted; husk creates none).
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass N extra fds (3..3+N) into the container.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub opts: CreateOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub opts: CreateOptions,
+    /// Return after starting the container.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Do not delete the container after it exits.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    pub id: String,
+    /// Signal name (TERM, SIGTERM) or number; default SIGTERM.
+    pub signal: Option<String>,
+    /// Signal every process of the container.
+    #[arg(long, short = 'a')]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub id: String,
+    /// Kill the container first if it is running.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Print only the ids.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Where to write config.json.
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    #[command(subcommand)]
+    pub hook: HookCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// The network hook: `createRuntime` builds, `poststop` tears down.
+    Network {
+        /// createRuntime | poststop
+        stage: String,
+        /// Where leases and records live.
+        #[arg(long, default_value = "/run/husk/net")]
+        state_dir: PathBuf,
+    },
+}

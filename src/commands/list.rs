@@ -1,0 +1,39 @@
+//! `list`: a table like runc's, or JSON.
+
+use super::{CommandError, ExitCode};
+use crate::cli::{ListArgs, ListFormat};
+use crate::container::Container;
+use crate::state::Store;
+
+pub fn list(store: &Store, a: &ListArgs) -> Result<ExitCode, CommandError> {
+    let containers: Vec<Container> =
+        store.ids()?.iter().filter_map(|id| Container::load(store, id).ok()).collect();
+    if a.quiet {
+        for c in &containers {
+            println!("{}", c.record.id);
+        }
+        return Ok(0);
+    }
+    match a.format {
+        ListFormat::Json => {
+            let items: Vec<serde_json::Value> = containers.iter().map(Container::oci_state).collect();
+            println!("{}", serde_json::Value::Array(items));
+        }
+        ListFormat::Table => {
+            println!("{:<20} {:<8} {:<10} {:<40} {:<31} {}", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
+            for c in &containers {
+                let s = c.oci_state();
+                println!(
+                    "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
+                    c.record.id,
+                    s["pid"],
+                    c.status.as_str(),
+                    c.record.bundle.display(),
+                    c.record.created,
+                    c.record.owner
+                );
+            }
+        }
+    }
+    Ok(0)
+}

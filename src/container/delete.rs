@@ -1,0 +1,93 @@
+//! `delete`: idempotent, best effort. Kill what is left, then tear down in the order that keeps
+//! the host consistent: network rules and links, the cgroup, poststop hooks, the state dir.
+//! Errors are collected rather than stopping at the first.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+
+use super::start::hooks_of;
+use super::{status, Container, ContainerError, Status};
+use crate::linux::signals;
+use crate::state::{StateError, Store};
+
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), ContainerError> {
+    let _lock = store.lock(id)?;
+    let c = match Container::load(store, id) {
+        Ok(c) => c,
+        // A create that died before writing its record leaves only the directory.
+        Err(ContainerError::State(StateError::NotFound(_))) if store.dir(id).exists() => {
+            store.remove(id)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    if !status::can_delete(c.status, force) {
+        return Err(ContainerError::DeleteNotStopped { id: id.to_owned(), status: c.status.as_str() });
+    }
+    // Teardown must not stop half-way because the caller got impatient.
+    let mut block = SigSet::empty();
+    block.add(Signal::SIGINT);
+    block.add(Signal::SIGTERM);
+    block.add(Signal::SIGHUP);
+    let mut old = SigSet::empty();
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old));
+    let result = destroy(store, &c);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    result
+}
+
+fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
+    let mut errors: Vec<String> = Vec::new();
+    let cgroup = super::cgroup_manager(&c.record);
+    if c.status != Status::Stopped {
+        if let Ok(cg) = &cgroup {
+            if let Err(e) = cg.kill_all(libc::SIGKILL) {
+                errors.push(format!("kill processes: {e}"));
+            }
+        }
+        match signals::signal_process(c.record.pid, c.record.start_time, libc::SIGKILL) {
+            Ok(()) | Err(signals::SignalError::NoSuchProcess) => {}
+            Err(e) => errors.push(format!("kill init: {e}")),
+        }
+        wait_gone(c);
+    }
+    if let Some(net) = &c.record.network {
+        if let Err(e) = husk_net::teardown(net, &store.root().join("net")) {
+            errors.push(format!("network: {e}"));
+        }
+    }
+    match &cgroup {
+        Ok(cg) => {
+            if let Err(e) = cg.destroy() {
+                errors.push(format!("cgroup: {e}"));
+            }
+        }
+        Err(e) => errors.push(format!("cgroup: {e}")),
+    }
+    let state = super::oci_state(&c.record, Status::Stopped).to_string();
+    for e in crate::hooks::run_hooks_best_effort(&hooks_of(&c.record.config, "poststop"), state.as_bytes()) {
+        log::warn!("poststop hook: {e}");
+    }
+    if let Err(e) = store.remove(&c.record.id) {
+        errors.push(e.to_string());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ContainerError::Teardown { id: c.record.id.clone(), errors: errors.join("; ") })
+    }
+}
+
+/// Waits (bounded) for init to be gone; it may be a zombie of another reaper, which counts.
+fn wait_gone(c: &Container) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.init_alive() && Instant::now() < deadline {
+        // Reap it if it is ours (`run` is its subreaper).
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(c.record.pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

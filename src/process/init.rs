@@ -1,0 +1,270 @@
+//! The container's init, from birth in its namespaces to execve of the user process.
+//! Each step is a small function; the order in [`steps`] is the contract.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
+
+use super::channel::{Channel, ChannelError, ToChild, ToParent};
+use super::spawn::{error_chain, InitContext};
+use crate::linux::rootfs::{self, MountContext, RootfsError};
+use crate::linux::tty::{self, TtyError};
+use crate::linux::{capabilities, rlimits, seccomp};
+use crate::spec::MountKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Tty(#[from] TtyError),
+    #[error(transparent)]
+    Capabilities(#[from] capabilities::CapabilityError),
+    #[error(transparent)]
+    Rlimits(#[from] rlimits::RlimitError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error("{op}")]
+    Sys { op: String, #[source] source: Errno },
+    #[error("{op}")]
+    Io { op: String, #[source] source: std::io::Error },
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotFound(String),
+    #[error("argument contains a NUL byte: {0:?}")]
+    Nul(String),
+}
+
+fn sys(op: impl Into<String>) -> impl FnOnce(Errno) -> InitError {
+    let op = op.into();
+    move |source| InitError::Sys { op, source }
+}
+
+fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError {
+    let op = op.into();
+    move |source| InitError::Io { op, source }
+}
+
+/// Runs init to execve; on failure tells husk why and exits.
+pub fn run(ctx: &InitContext, chan: Channel) -> ! {
+    let err = match steps(ctx, &chan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = chan.send(&ToParent::Failed(error_chain(&err)));
+    // SAFETY: _exit ends init without running the parent's destructors.
+    unsafe { libc::_exit(1) }
+}
+
+fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, InitError> {
+    let plan = ctx.plan;
+    let process = &plan.process;
+    // A session of our own: no terminal of husk's caller can be ours.
+    nix::unistd::setsid().map_err(sys("setsid"))?;
+
+    // Filesystem, while the host's paths are still visible.
+    let cgroup_binds = rootfs::own_cgroup_binds()?;
+    rootfs::prepare_root(&plan.rootfs, plan.rootfs_propagation)?;
+    if let Some(ov) = &ctx.overlay {
+        rootfs::mount_overlay(&plan.rootfs, &ov.upper, &ov.work, &ctx.rootfs)?;
+    }
+    let in_user_ns = plan.namespaces.has(CloneFlags::CLONE_NEWUSER);
+    let mctx = MountContext { rootfs: &ctx.rootfs, in_user_ns, cgroup_binds: &cgroup_binds };
+    rootfs::mount_all(&plan.mounts, &mctx)?;
+    let own_dev = plan
+        .mounts
+        .iter()
+        .any(|m| m.destination == Path::new("/dev") && !matches!(m.kind, MountKind::Bind { .. }));
+    rootfs::populate_dev(&ctx.rootfs, own_dev, &plan.devices, in_user_ns)?;
+    // sysctl and oom_score_adj through the host's /proc: net, ipc and uts entries there
+    // resolve to the writer's namespaces, which are the container's now.
+    for (key, value) in &plan.sysctl {
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(io(format!("write sysctl {key}={value}")))?;
+    }
+    if let Some(adj) = process.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(io(format!("write oom_score_adj {adj}")))?;
+    }
+    // Held as O_PATH across pivot_root, reopened for writing to wait for `start`.
+    let fifo = nix::fcntl::open(&ctx.exec_fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys(format!("open exec fifo {}", ctx.exec_fifo.display())))?;
+
+    // The runtime's hooks run now: namespaces exist, mounts are done, pivot_root is not.
+    chan.send(&ToParent::RunRuntimeHooks)?;
+    let state_json = match chan.recv::<ToChild>()? {
+        ToChild::RuntimeHooksDone { state } => state,
+        other => return Err(InitError::Sys { op: format!("unexpected message {other:?}"), source: Errno::EPROTO }),
+    };
+    crate::hooks::run_hooks(plan.hooks.create_container().as_deref().unwrap_or_default(), state_json.as_bytes())?;
+
+    rootfs::enter_root(&ctx.rootfs, plan.no_pivot)?;
+    rootfs::mask_paths(&plan.masked_paths)?;
+    rootfs::readonly_paths(&plan.readonly_paths)?;
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).map_err(sys(format!("sethostname {h}")))?;
+    }
+    if let Some(d) = &plan.domainname {
+        set_domainname(d)?;
+    }
+    if let Some(p) = plan.personality {
+        // SAFETY: personality takes a plain value and changes only this process's persona.
+        let rc = unsafe { libc::personality(p) };
+        Errno::result(rc).map_err(sys(format!("personality {p:#x}")))?;
+    }
+    if process.terminal {
+        if let Some(sock) = &ctx.console_socket {
+            let slave = tty::setup_console(sock, process.console_size)?;
+            rootfs::bind_console(&slave)?;
+        }
+    }
+    // Read-only root last among mounts: the steps above may still create files.
+    if plan.readonly_root {
+        rootfs::readonly_root()?;
+    }
+    let program = find_program(&process.args[0], &process.env)?;
+    if !Path::new(&process.cwd).exists() {
+        std::fs::create_dir_all(&process.cwd).map_err(io(format!("create cwd {}", process.cwd.display())))?;
+    }
+
+    rlimits::apply(&process.rlimits)?;
+    if let Some(mask) = process.umask {
+        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    }
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
+    let seccomp_early = !process.no_new_privileges;
+    if seccomp_early {
+        if let Some(filter) = &plan.seccomp {
+            seccomp::install(filter)?;
+        }
+    }
+    switch_user(process)?;
+    std::env::set_current_dir(&process.cwd).map_err(io(format!("chdir {}", process.cwd.display())))?;
+    if process.no_new_privileges {
+        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        Errno::result(rc).map_err(sys("set no_new_privs"))?;
+    }
+    let argv = cstrings(&process.args)?;
+    let envp = cstrings(&process.env)?;
+    let program_c = CString::new(program.as_os_str().as_bytes()).map_err(|_| InitError::Nul(program.display().to_string()))?;
+
+    chan.send(&ToParent::Ready)?;
+    wait_for_start(&fifo)?;
+    crate::hooks::run_hooks(plan.hooks.start_container().as_deref().unwrap_or_default(), state_json.as_bytes())?;
+    // Seccomp as late as possible: everything above may need syscalls the filter denies.
+    if !seccomp_early {
+        if let Some(filter) = &plan.seccomp {
+            seccomp::install(filter)?;
+        }
+    }
+    prepare_fds(ctx.preserve_fds)?;
+    reset_signals()?;
+    let err = nix::unistd::execve(&program_c, &argv, &envp).map_err(sys(format!("exec {}", program.display())));
+    match err {
+        Ok(never) => match never {},
+        Err(e) => Err(e),
+    }
+}
+
+fn cstrings(items: &[String]) -> Result<Vec<CString>, InitError> {
+    items.iter().map(|s| CString::new(s.as_bytes()).map_err(|_| InitError::Nul(s.clone()))).collect()
+}
+
+fn set_domainname(name: &str) -> Result<(), InitError> {
+    // SAFETY: the pointer and length describe `name`'s bytes, valid for the call.
+    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(rc).map(drop).map_err(sys(format!("setdomainname {name}")))
+}
+
+/// Resolves args[0] like execvp would, but with the container's PATH.
+fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
+    if arg0.contains('/') {
+        return Ok(PathBuf::from(arg0));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(arg0))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .ok_or_else(|| InitError::NotFound(arg0.to_owned()))
+}
+
+fn switch_user(process: &crate::spec::ProcessPlan) -> Result<(), InitError> {
+    if let Some(caps) = &process.capabilities {
+        capabilities::drop_bounding(caps)?;
+    }
+    // Keep the permitted set across setuid; `apply` then sets the exact sets.
+    // SAFETY: prctl(PR_SET_KEEPCAPS, 1) takes integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    Errno::result(rc).map_err(sys("set keepcaps"))?;
+    let groups: Vec<Gid> = process.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    match nix::unistd::setgroups(&groups) {
+        // A user namespace with setgroups denied: nothing to set.
+        Ok(()) | Err(Errno::EPERM) if groups.is_empty() => {}
+        Ok(()) => {}
+        Err(e) => return Err(sys(format!("setgroups {:?}", process.additional_gids))(e)),
+    }
+    let gid = Gid::from_raw(process.gid);
+    let uid = Uid::from_raw(process.uid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(sys(format!("setgid {}", process.gid)))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setuid {}", process.uid)))?;
+    if let Some(caps) = &process.capabilities {
+        capabilities::apply(caps)?;
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    Errno::result(rc).map_err(sys("clear keepcaps"))?;
+    Ok(())
+}
+
+/// Blocks until `start` opens the exec fifo for reading, then tells it we are going.
+fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let w = nix::fcntl::open(path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys("open exec fifo for writing (is /proc mounted in the container?)"))?;
+    nix::unistd::write(&w, b"0").map_err(sys("write exec fifo"))?;
+    Ok(())
+}
+
+/// Only stdio and the preserved fds survive exec.
+fn prepare_fds(preserve: u32) -> Result<(), InitError> {
+    let first = 3 + preserve;
+    for fd in 3..first {
+        // SAFETY: F_SETFD on an inherited fd number; an unused number just fails with EBADF.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    // SAFETY: close_range with CLOEXEC only marks fds; it cannot invalidate memory.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    Errno::result(rc).map(drop).map_err(sys("mark fds close-on-exec"))
+}
+
+/// The user process starts with default signal handling and an empty mask, whatever husk had
+/// (Rust ignores SIGPIPE; `run` blocks the signals it forwards).
+fn reset_signals() -> Result<(), InitError> {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL is always sound; no handler code is involved.
+        let _ = unsafe { sigaction(sig, &default) };
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(sys("reset signal mask"))
+}

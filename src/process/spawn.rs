@@ -1,0 +1,124 @@
+//! The clone sequence. husk forks stage-1, which joins and creates the namespaces (user first,
+//! so the others belong to it), then forks init so that init is born inside the new pid
+//! namespace as its pid 1. stage-1 reports init's pid and exits; init is then adopted by
+//! husk's subreaper (`run`) or by whoever adopts orphans (`create`).
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
+
+use super::channel::{Channel, ChannelError, ToChild, ToParent};
+use super::init;
+use crate::linux::namespaces::{self, NamespaceError};
+use crate::spec::ContainerPlan;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("fork container process")]
+    Fork(#[source] Errno),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error("become root in the new user namespace")]
+    SetId(#[source] Errno),
+}
+
+/// Overlay directories when the rootfs is a private overlay over the bundle rootfs.
+pub struct OverlayDirs {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+/// What init needs beyond the plan.
+pub struct InitContext<'a> {
+    pub plan: &'a ContainerPlan,
+    /// Where the container root is mounted before pivot_root (bundle rootfs or the overlay).
+    pub rootfs: PathBuf,
+    pub overlay: Option<OverlayDirs>,
+    pub exec_fifo: PathBuf,
+    pub console_socket: Option<OwnedFd>,
+    pub preserve_fds: u32,
+}
+
+/// Forks stage-1. It waits for [`ToChild::Proceed`] (sent once it is in its cgroup) before it
+/// touches a namespace. Returns its pid and husk's end of the channel.
+pub fn fork_stage1(ctx: &InitContext) -> Result<(Pid, Channel), SpawnError> {
+    let (parent_end, child_end) = Channel::pair()?;
+    // SAFETY: husk is single-threaded here (no runtime, no helper threads have been started),
+    // so the child may run arbitrary code after fork.
+    match unsafe { fork() }.map_err(SpawnError::Fork)? {
+        ForkResult::Parent { child } => {
+            drop(child_end);
+            Ok((child, parent_end))
+        }
+        ForkResult::Child => {
+            drop(parent_end);
+            let code = match stage1(ctx, child_end) {
+                Ok(()) => 0,
+                Err((chan, e)) => {
+                    if let Some(chan) = chan {
+                        let _ = chan.send(&ToParent::Failed(error_chain(&e)));
+                    }
+                    1
+                }
+            };
+            // SAFETY: _exit skips atexit handlers and destructors that belong to the parent.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+type Stage1Error = (Option<Channel>, SpawnError);
+
+fn stage1(ctx: &InitContext, chan: Channel) -> Result<(), Stage1Error> {
+    macro_rules! try_ {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Err((Some(chan), e.into())),
+            }
+        };
+    }
+    let _: ToChild = try_!(chan.recv());
+    let ns = &ctx.plan.namespaces;
+    let joins = try_!(namespaces::open_all(&ns.join));
+    for (flag, file, path) in &joins {
+        try_!(namespaces::join(*flag, file, path));
+    }
+    if ns.new_user {
+        try_!(namespaces::create(CloneFlags::CLONE_NEWUSER));
+        try_!(chan.send(&ToParent::WriteIdMaps));
+        let _: ToChild = try_!(chan.recv());
+    }
+    if ns.new_user || joins.iter().any(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER) {
+        // Inside the user namespace, become its root (when root is mapped) for what follows.
+        try_!(nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(SpawnError::SetId));
+        try_!(nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(SpawnError::SetId));
+    }
+    try_!(namespaces::create(ns.new));
+    try_!(namespaces::write_time_offsets(&ctx.plan.time_offsets));
+    // SAFETY: stage-1 is single-threaded (forked from a single-threaded husk).
+    match try_!(unsafe { fork() }.map_err(SpawnError::Fork)) {
+        ForkResult::Parent { child } => {
+            try_!(chan.send(&ToParent::InitPid(child.as_raw())));
+            Ok(())
+        }
+        ForkResult::Child => init::run(ctx, chan),
+    }
+}
+
+/// An error and its causes on one line, for messages that cross the channel.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
