@@ -123,6 +123,8 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
     std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
         .map_err(|source| ContainerError::Io { op: "chmod", path: fifo.clone(), source })?;
 
+    let exec_fifo = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|source| ContainerError::Sys { op: format!("open {}", fifo.display()), source })?;
     let (rootfs, overlay) = overlay_dirs(&plan, &dir)?;
 
     let cgroup = super::manager_for(plan.cgroups_path.as_deref(), &req.id, req.systemd_cgroup)?;
@@ -135,7 +137,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
         plan: &plan,
         rootfs: rootfs.clone(),
         overlay,
-        exec_fifo: fifo,
+        exec_fifo,
         console_socket,
         preserve_fds: req.preserve_fds,
     };

@@ -98,9 +98,6 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(io(format!("write oom_score_adj {adj}")))?;
     }
-    // Held as O_PATH across pivot_root, reopened for writing to wait for `start`.
-    let fifo = nix::fcntl::open(&ctx.exec_fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys(format!("open exec fifo {}", ctx.exec_fifo.display())))?;
 
     // The runtime's hooks run now: namespaces exist, mounts are done, pivot_root is not.
     chan.send(&ToParent::RunRuntimeHooks)?;
@@ -162,7 +159,7 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
     let program_c = CString::new(program.as_os_str().as_bytes()).map_err(|_| InitError::Nul(program.display().to_string()))?;
 
     chan.send(&ToParent::Ready)?;
-    wait_for_start(&fifo)?;
+    wait_for_start(&ctx.exec_fifo)?;
     crate::hooks::run_hooks(plan.hooks.start_container().as_deref().unwrap_or_default(), state_json.as_bytes())?;
     // Seccomp as late as possible: everything above may need syscalls the filter denies.
     if !seccomp_early {

@@ -39,7 +39,9 @@ pub struct InitContext<'a> {
     /// Where the container root is mounted before pivot_root (bundle rootfs or the overlay).
     pub rootfs: PathBuf,
     pub overlay: Option<OverlayDirs>,
-    pub exec_fifo: PathBuf,
+    /// The exec fifo, opened O_PATH by husk (the state dir may be closed to the container's
+    /// user); init reopens it for writing through /proc/self/fd to wait for `start`.
+    pub exec_fifo: OwnedFd,
     pub console_socket: Option<OwnedFd>,
     pub preserve_fds: u32,
 }
