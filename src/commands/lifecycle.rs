@@ -15,6 +15,8 @@ pub fn create_request(id: &str, o: &CreateOptions, systemd_cgroup: bool) -> Crea
         no_pivot: o.no_pivot,
         preserve_fds: o.preserve_fds,
         systemd_cgroup,
+        pidfd_socket: o.pidfd_socket.clone(),
+        no_new_keyring: o.no_new_keyring,
     }
 }
 

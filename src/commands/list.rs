@@ -26,7 +26,7 @@ pub fn list(store: &Store, a: &ListArgs) -> Result<ExitCode, CommandError> {
                 println!(
                     "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
                     c.record.id,
-                    s["pid"],
+                    s["pid"].as_i64().unwrap_or(0),
                     c.status.as_str(),
                     c.record.bundle.display(),
                     c.record.created,

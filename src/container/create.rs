@@ -28,6 +28,8 @@ pub struct CreateRequest {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub systemd_cgroup: bool,
+    pub pidfd_socket: Option<PathBuf>,
+    pub no_new_keyring: bool,
 }
 
 /// What a failed create must undo, newest first.
@@ -140,6 +142,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
         exec_fifo,
         console_socket,
         preserve_fds: req.preserve_fds,
+        new_keyring: !req.no_new_keyring,
     };
     let (stage1, chan) = fork_stage1(&ctx)?;
     drop(ctx);
@@ -199,6 +202,9 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
     if let Some(pid_file) = &req.pid_file {
         write_pid_file(pid_file, record.pid)?;
     }
+    if let Some(sock) = &req.pidfd_socket {
+        send_pidfd(sock, record.pid, record.start_time)?;
+    }
     rb.armed = false;
     Ok(record)
 }
@@ -241,6 +247,24 @@ fn overlay_dirs(plan: &ContainerPlan, dir: &Path) -> Result<(PathBuf, Option<Ove
         std::fs::create_dir(d).map_err(|source| ContainerError::Io { op: "create overlay dir", path: d.clone(), source })?;
     }
     Ok((merged, Some(OverlayDirs { upper, work })))
+}
+
+/// Hands the engine a pidfd of init (containerd's --pidfd-socket).
+fn send_pidfd(path: &Path, pid: i32, start_time: u64) -> Result<(), ContainerError> {
+    use std::os::fd::AsRawFd;
+    let pidfd = crate::linux::signals::pidfd_for(pid, start_time)?;
+    let stream = UnixStream::connect(path)
+        .map_err(|source| ContainerError::Io { op: "connect pidfd socket", path: path.to_owned(), source })?;
+    let fds = [pidfd.as_raw_fd()];
+    nix::sys::socket::sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[std::io::IoSlice::new(b"pidfd")],
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+    .map_err(|source| ContainerError::Sys { op: format!("send pidfd over {}", path.display()), source })
 }
 
 fn set_subreaper() -> Result<(), ContainerError> {

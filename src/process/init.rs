@@ -73,6 +73,9 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
     let process = &plan.process;
     // A session of our own: no terminal of husk's caller can be ours.
     nix::unistd::setsid().map_err(sys("setsid"))?;
+    if ctx.new_keyring {
+        join_session_keyring()?;
+    }
 
     // Filesystem, while the host's paths are still visible.
     let cgroup_binds = rootfs::own_cgroup_binds()?;
@@ -173,6 +176,18 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
     match err {
         Ok(never) => match never {},
         Err(e) => Err(e),
+    }
+}
+
+fn join_session_keyring() -> Result<(), InitError> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = c"_ses.husk";
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads the NUL-terminated name only.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    match Errno::result(rc) {
+        // Kernels without keys, or a user namespace over its key quota: run without one, like runc.
+        Ok(_) | Err(Errno::ENOSYS | Errno::EDQUOT | Errno::EPERM) => Ok(()),
+        Err(source) => Err(InitError::Sys { op: "join session keyring".into(), source }),
     }
 }
 

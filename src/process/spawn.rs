@@ -44,6 +44,8 @@ pub struct InitContext<'a> {
     pub exec_fifo: OwnedFd,
     pub console_socket: Option<OwnedFd>,
     pub preserve_fds: u32,
+    /// Join a fresh session keyring, so containers do not share the caller's keys.
+    pub new_keyring: bool,
 }
 
 /// Forks stage-1. It waits for [`ToChild::Proceed`] (sent once it is in its cgroup) before it
