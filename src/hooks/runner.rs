@@ -188,10 +188,12 @@ impl Drop for Running<'_> {
 }
 
 impl<'a> Running<'a> {
+    /// Takes over the child's pipes (made non-blocking) and opens a pidfd for it. The
+    /// returned value owns the child: dropping it kills and reaps a hook still running.
     fn new(mut child: Child, state: &'a [u8]) -> io::Result<Self> {
         let pidfd = pidfd_open(child.id());
-        let (stdin, stdout, stderr) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let stdin = child.stdin.take().filter(|_| !state.is_empty());
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let running = Running {
             child,
             pidfd,
@@ -202,19 +204,13 @@ impl<'a> Running<'a> {
             out: Vec::new(),
             err: Vec::new(),
         };
-        for fd in [
+        let fds = [
             running.stdin.as_ref().map(|f| f.as_fd()),
             running.stdout.as_ref().map(|f| f.as_fd()),
             running.stderr.as_ref().map(|f| f.as_fd()),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        ];
+        for fd in fds.into_iter().flatten() {
             fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
-        }
-        let mut running = running;
-        if running.unwritten.is_empty() {
-            running.stdin = None;
         }
         Ok(running)
     }

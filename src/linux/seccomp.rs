@@ -15,7 +15,8 @@
 //! the same argument is split into one alternative per condition (runc's workaround for a
 //! libseccomp limitation, kept so profiles written for runc behave the same). For one syscall,
 //! entries with conditions are tried before an entry without, and the first match wins.
-//! Unknown syscall names are skipped with a warning.
+//! Unknown syscall names are skipped with a warning. When the default action denies,
+//! syscall numbers above the highest one the profile names get ENOSYS (as runc does).
 
 #[cfg(test)]
 pub(crate) mod forked;
@@ -138,6 +139,11 @@ enum Action {
 }
 
 impl Action {
+    /// Whether the syscall still runs (TRACE counts: a tracer handles unknown syscalls).
+    fn lets_through(self) -> bool {
+        matches!(self, Action::Allow | Action::Log | Action::Trace(_))
+    }
+
     /// The `SECCOMP_RET_*` value.
     fn ret(self) -> u32 {
         match self {
@@ -548,6 +554,14 @@ fn assemble(
         jump(JEQ, u32::MAX, 1, 0),
         stmt(RET, foreign(abis.x32).ret()),
     ];
+    // Like runc: when the default denies, syscalls newer than every syscall the profile
+    // names get ENOSYS instead, so programs fall back to older syscalls (as they would on an
+    // older kernel) rather than fail on a permission error.
+    let newest = syscalls.iter().map(|s| s.nr).max();
+    if let Some(newest) = newest.filter(|_| !default.lets_through()) {
+        program.push(jump(JGT, newest, 0, 1));
+        program.push(stmt(RET, Action::Errno(libc::ENOSYS as u16).ret()));
+    }
     for s in syscalls {
         program.extend(syscall_code(s, default)?);
     }

@@ -68,13 +68,50 @@ const fn errno(e: i32) -> u32 {
 fn default_action_applies_to_unlisted_syscalls() {
     let c = compiled(serde_json::json!({
         "defaultAction": "SCMP_ACT_ERRNO",
-        "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]
+        "syscalls": [{"names": ["read", "write", "openat"], "action": "SCMP_ACT_ALLOW"}]
     }));
     assert_eq!(native(&c, libc::SYS_read, [0; 6]), ALLOW);
     assert_eq!(native(&c, libc::SYS_write, [0; 6]), ALLOW);
+    assert_eq!(native(&c, libc::SYS_openat, [0; 6]), ALLOW);
     assert_eq!(native(&c, libc::SYS_mkdir, [0; 6]), errno(libc::EPERM));
-    assert_eq!(native(&c, 5000, [0; 6]), errno(libc::EPERM));
-    assert_eq!(native(&c, -1, [0; 6]), errno(libc::EPERM));
+    assert_eq!(native(&c, libc::SYS_open, [0; 6]), errno(libc::EPERM));
+}
+
+#[test]
+fn syscalls_newer_than_the_profile_get_enosys_when_the_default_denies() {
+    let profile = |default: &str| {
+        compiled(serde_json::json!({
+            "defaultAction": default,
+            "syscalls": [{"names": ["mkdir", "openat"], "action": "SCMP_ACT_LOG"}]
+        }))
+    };
+    let deny = profile("SCMP_ACT_ERRNO");
+    let enosys = errno(libc::ENOSYS);
+    assert_eq!(
+        native(&deny, libc::SYS_openat, [0; 6]),
+        libc::SECCOMP_RET_LOG
+    );
+    assert_eq!(native(&deny, libc::SYS_openat + 1, [0; 6]), enosys);
+    assert_eq!(native(&deny, libc::SYS_clone3, [0; 6]), enosys);
+    assert_eq!(native(&deny, -1, [0; 6]), enosys);
+    assert_eq!(
+        native(&deny, libc::SYS_openat - 1, [0; 6]),
+        errno(libc::EPERM)
+    );
+    assert_eq!(
+        native(&profile("SCMP_ACT_KILL_PROCESS"), 5000, [0; 6]),
+        enosys
+    );
+    for lets_through in ["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"] {
+        let c = profile(lets_through);
+        assert_ne!(
+            native(&c, libc::SYS_clone3, [0; 6]),
+            enosys,
+            "{lets_through}"
+        );
+    }
+    let empty = compiled(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO"}));
+    assert_eq!(native(&empty, libc::SYS_clone3, [0; 6]), errno(libc::EPERM));
 }
 
 #[test]
@@ -247,8 +284,8 @@ fn argument_index_above_five_is_an_error() {
 
 #[test]
 fn a_profile_over_4096_instructions_is_too_large() {
-    // 1500 syscalls cannot exist, but six conditions per entry on the same syscall make the
-    // program grow without bound; 130 entries of 6 * 5 + 1 instructions exceed the limit.
+    // Entries with six conditions each on one syscall make the program grow without bound:
+    // 140 entries of 6 * 5 + 1 instructions exceed the limit.
     let args: Vec<_> = (0..6)
         .map(|i| serde_json::json!({"index": i, "value": 1, "op": "SCMP_CMP_GT"}))
         .collect();
@@ -507,7 +544,8 @@ fn a_docker_sized_allowlist_fits() {
             "{name}"
         );
     }
-    assert_eq!(native(&c, 1000, [0; 6]), errno(libc::EPERM));
+    assert_eq!(native(&c, 1000, [0; 6]), errno(libc::ENOSYS));
+    assert_eq!(native(&c, 335, [0; 6]), errno(libc::EPERM)); // a hole in the table
 }
 
 // --- kernel: install in a forked child --------------------------------------------------------
