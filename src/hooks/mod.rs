@@ -6,4 +6,4 @@
 
 mod runner;
 
-pub use runner::{HookError, run_hook, run_hooks, run_hooks_best_effort};
+pub use runner::{HookError, HookOutput, run_hook, run_hooks, run_hooks_best_effort};

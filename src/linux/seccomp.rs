@@ -1,8 +1,10 @@
 //! Seccomp (`linux.seccomp`): compile the OCI profile to a classic BPF program, install it.
 //!
 //! `compile` runs in the runtime before the init process is cloned, so every error in the
-//! profile is reported before anything exists; the init process only calls `install`, as its
-//! last step before exec (after it, any syscall init still makes is filtered too).
+//! profile is reported before anything exists; the init process only calls `install`, as
+//! late as it can, because every syscall init makes afterwards is filtered too: last when
+//! `process.noNewPrivileges` is set, otherwise just before dropping capabilities (without
+//! no_new_privs the kernel requires CAP_SYS_ADMIN to install a filter).
 //!
 //! Only native x86_64 rules are compiled. Syscalls made through the 32-bit ABIs (x86 via
 //! `int 0x80`, x32 via `__X32_SYSCALL_BIT`) cannot match x86_64 numbers: they fail with
@@ -223,7 +225,7 @@ struct SyscallRules {
     unconditional: Option<Action>,
 }
 
-/// The ABIs whose syscalls reach an x86_64 filter.
+/// Which 32-bit x86 ABIs the profile lists (their syscalls also reach an x86_64 filter).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct ForeignAbis {
     x86: bool,
