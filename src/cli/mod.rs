@@ -62,6 +62,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Create and start a container, and wait for it.
     Run(RunArgs),
+    /// Run a new process inside a running container.
+    Exec(ExecArgs),
     /// List containers.
     #[command(alias = "ls")]
     List(ListArgs),
@@ -121,6 +123,58 @@ pub struct RunArgs {
     /// Do not delete the container after it exits.
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The command and its arguments (unless --process is given).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// A process.json describing the process.
+    #[arg(long, short = 'p')]
+    pub process: Option<PathBuf>,
+    /// Allocate a terminal (sent over --console-socket).
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Accepted for containerd; a pidfd is sent when given.
+    #[arg(long)]
+    pub pidfd_socket: Option<PathBuf>,
+    /// Return once the process has started.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables (KEY=VALUE).
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// uid[:gid]
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    #[arg(long, short = 'g')]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the process's sets.
+    #[arg(long, short = 'c')]
+    pub cap: Vec<String>,
+    #[arg(long)]
+    pub no_new_privs: bool,
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Accepted for compatibility: the process joins the container's cgroup.
+    #[arg(long)]
+    pub cgroup: Vec<String>,
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Accepted for compatibility (no AppArmor/SELinux support).
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    #[arg(long)]
+    pub process_label: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,11 +1,13 @@
 //! One small file per verb: glue from the command line to the container API.
 
+mod exec;
 mod features;
 mod hook;
 mod lifecycle;
 mod list;
 mod run;
 mod spec;
+mod wait;
 
 use crate::cli::{Cli, Command};
 use crate::container::ContainerError;
@@ -39,6 +41,7 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode, CommandError> {
         Command::Kill(a) => lifecycle::kill(&store()?, a),
         Command::Delete(a) => lifecycle::delete(&store()?, a),
         Command::Run(a) => run::run(&store()?, a, cli.systemd_cgroup),
+        Command::Exec(a) => exec::exec(&store()?, a),
         Command::List(a) => list::list(&store()?, a),
         Command::Spec(a) => spec::spec(a, cli.rootless.as_deref().is_some_and(|v| v != "false")),
         Command::Features => features::features(),

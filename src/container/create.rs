@@ -267,7 +267,7 @@ fn send_pidfd(path: &Path, pid: i32, start_time: u64) -> Result<(), ContainerErr
     .map_err(|source| ContainerError::Sys { op: format!("send pidfd over {}", path.display()), source })
 }
 
-fn set_subreaper() -> Result<(), ContainerError> {
+pub(super) fn set_subreaper() -> Result<(), ContainerError> {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     nix::errno::Errno::result(rc)
@@ -276,7 +276,7 @@ fn set_subreaper() -> Result<(), ContainerError> {
 }
 
 /// Written to a temp file and renamed, so engines never read a partial pid.
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()

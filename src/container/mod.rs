@@ -2,6 +2,7 @@
 
 mod create;
 mod delete;
+mod exec;
 mod kill;
 mod start;
 pub mod status;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 
 pub use create::{create, CreateRequest};
 pub use delete::delete;
+pub use exec::{exec, ExecRequest, Execed};
 pub use kill::kill;
 pub use start::start;
 pub use status::Status;
@@ -44,6 +46,12 @@ pub enum ContainerError {
     InitFailed(String),
     #[error("container init exited before it was ready")]
     InitVanished,
+    #[error("cannot exec in a stopped container")]
+    ExecStopped,
+    #[error("cannot exec in a paused container (use --ignore-paused to override)")]
+    ExecPaused,
+    #[error("exec failed: {0}")]
+    ExecFailed(String),
     #[error("container not running")]
     NotRunning,
     #[error("cannot start a container that has stopped")]

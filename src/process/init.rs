@@ -134,11 +134,27 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
     if plan.readonly_root {
         rootfs::readonly_root()?;
     }
+    let start = || {
+        wait_for_start(&ctx.exec_fifo)?;
+        crate::hooks::run_hooks(plan.hooks.start_container().as_deref().unwrap_or_default(), state_json.as_bytes())
+            .map_err(InitError::from)
+    };
+    launch(process, plan.seccomp.as_ref(), ctx.preserve_fds, chan, start)
+}
+
+/// The common end of init and of `exec`: resolve the program, apply limits, identity,
+/// capabilities and seccomp, report ready, wait for `release`, and exec.
+pub fn launch(
+    process: &crate::spec::ProcessPlan,
+    filter: Option<&seccomp::CompiledSeccomp>,
+    preserve_fds: u32,
+    chan: &Channel,
+    release: impl FnOnce() -> Result<(), InitError>,
+) -> Result<std::convert::Infallible, InitError> {
     let program = find_program(&process.args[0], &process.env)?;
     if !Path::new(&process.cwd).exists() {
         std::fs::create_dir_all(&process.cwd).map_err(io(format!("create cwd {}", process.cwd.display())))?;
     }
-
     rlimits::apply(&process.rlimits)?;
     if let Some(mask) = process.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(mask));
@@ -146,7 +162,7 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
     let seccomp_early = !process.no_new_privileges;
     if seccomp_early {
-        if let Some(filter) = &plan.seccomp {
+        if let Some(filter) = filter {
             seccomp::install(filter)?;
         }
     }
@@ -162,15 +178,14 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
     let program_c = CString::new(program.as_os_str().as_bytes()).map_err(|_| InitError::Nul(program.display().to_string()))?;
 
     chan.send(&ToParent::Ready)?;
-    wait_for_start(&ctx.exec_fifo)?;
-    crate::hooks::run_hooks(plan.hooks.start_container().as_deref().unwrap_or_default(), state_json.as_bytes())?;
+    release()?;
     // Seccomp as late as possible: everything above may need syscalls the filter denies.
     if !seccomp_early {
-        if let Some(filter) = &plan.seccomp {
+        if let Some(filter) = filter {
             seccomp::install(filter)?;
         }
     }
-    prepare_fds(ctx.preserve_fds)?;
+    prepare_fds(preserve_fds)?;
     reset_signals()?;
     let err = nix::unistd::execve(&program_c, &argv, &envp).map_err(sys(format!("exec {}", program.display())));
     match err {

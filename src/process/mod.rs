@@ -2,5 +2,6 @@
 //! that puts init into its namespaces, and the steps init takes before it execs.
 
 pub mod channel;
+pub mod exec;
 pub mod init;
 pub mod spawn;

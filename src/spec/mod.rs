@@ -8,5 +8,5 @@ mod plan;
 pub use load::{load_bundle, LoadedBundle, SpecError};
 pub use mounts::{plan_mount, MountKind, MountOp};
 pub use plan::{
-    build_plan, ContainerPlan, DeviceNode, IdMap, NamespacePlan, PlanOptions, ProcessPlan, Problems,
+    build_plan, plan_exec_process, ContainerPlan, DeviceNode, IdMap, NamespacePlan, PlanOptions, ProcessPlan, Problems,
 };

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{Hooks, LinuxDeviceType, LinuxNamespaceType, LinuxResources, Spec};
+use oci_spec::runtime::{Hooks, LinuxDeviceType, LinuxNamespaceType, LinuxResources, Process, Spec};
 
 use super::load::LoadedBundle;
 use super::mounts::{clean_container_path, plan_mount, MountOp};
@@ -427,6 +427,17 @@ fn plan_process(spec: &Spec, opts: &PlanOptions, p: &mut Problems) -> Option<Pro
         p.push("process: missing");
         return None;
     };
+    Some(process_plan(proc_, opts.has_console_socket, p))
+}
+
+/// The plan of a process to exec into a running container (`husk exec`).
+pub fn plan_exec_process(proc_: &Process, has_console_socket: bool) -> Result<ProcessPlan, Problems> {
+    let mut p = Problems::default();
+    let plan = process_plan(proc_, has_console_socket, &mut p);
+    if p.0.is_empty() { Ok(plan) } else { Err(p) }
+}
+
+fn process_plan(proc_: &Process, has_console_socket: bool, p: &mut Problems) -> ProcessPlan {
     let args = proc_.args().clone().unwrap_or_default();
     if args.is_empty() {
         p.push("process.args: must name a program");
@@ -441,7 +452,7 @@ fn plan_process(spec: &Spec, opts: &PlanOptions, p: &mut Problems) -> Option<Pro
         p.push(format!("process.cwd: {:?} must be an absolute path", proc_.cwd()));
     }
     let terminal = proc_.terminal().unwrap_or(false);
-    if terminal && !opts.has_console_socket {
+    if terminal && !has_console_socket {
         p.push("process.terminal: a terminal needs --console-socket");
     }
     let console_size = proc_.console_size().as_ref().map(|b| {
@@ -453,7 +464,7 @@ fn plan_process(spec: &Spec, opts: &PlanOptions, p: &mut Problems) -> Option<Pro
         .take("process.rlimits", rlimits::plan(proc_.rlimits().as_deref().unwrap_or_default()))
         .unwrap_or_default();
     let user = proc_.user();
-    Some(ProcessPlan {
+    ProcessPlan {
         args,
         env,
         cwd: proc_.cwd().clone(),
@@ -467,5 +478,5 @@ fn plan_process(spec: &Spec, opts: &PlanOptions, p: &mut Problems) -> Option<Pro
         capabilities,
         rlimits,
         oom_score_adj: proc_.oom_score_adj(),
-    })
+    }
 }
