@@ -107,7 +107,7 @@ fn plan_for_kernel(
     plan.ambient.retain(|cap| {
         let ok = permitted.contains(cap) && inheritable.contains(cap);
         if !ok {
-            log::warn!("ambient capability {cap} is not both permitted and inheritable; skipped");
+            log::debug!("ambient capability {cap} is not both permitted and inheritable; skipped");
         }
         ok
     });
