@@ -39,25 +39,52 @@ fn relative(path: &Path) -> PathBuf {
 }
 
 /// Opens `path` (interpreted inside `root`) as an O_PATH fd, creating it first if asked.
+/// A dangling symlink on the way is followed inside the root and its target created there,
+/// as runc does.
 pub fn open_in_root(root: &OwnedFd, path: &Path, create: Create) -> Result<OwnedFd, InRootError> {
+    open_in_root_depth(root, path, path, create, 0)
+}
+
+const MAX_SYMLINKS: u32 = 40;
+
+fn open_in_root_depth(
+    root: &OwnedFd,
+    path: &Path,
+    original: &Path,
+    create: Create,
+    depth: u32,
+) -> Result<OwnedFd, InRootError> {
     let rel = relative(path);
     let target = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel.clone() };
     match openat2(root.as_fd(), &target, how(OFlag::O_PATH)) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) if create != Create::Nothing => {}
-        Err(source) => return Err(InRootError::Open { path: path.to_owned(), source }),
+        Err(source) => return Err(InRootError::Open { path: original.to_owned(), source }),
     }
     let names: Vec<_> = rel.components().collect();
     let mut prefix = PathBuf::new();
     let mut parent = openat2(root.as_fd(), ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY))
         .map_err(|source| InRootError::Open { path: PathBuf::from("/"), source })?;
     for (i, name) in names.iter().enumerate() {
+        let parent_prefix = prefix.clone();
         prefix.push(name);
         let last = i + 1 == names.len();
         let flags = if last { OFlag::O_PATH } else { OFlag::O_PATH | OFlag::O_DIRECTORY };
         let fd = match openat2(root.as_fd(), &prefix, how(flags)) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
+                if let Ok(link) = nix::fcntl::readlinkat(parent.as_fd(), name.as_os_str()) {
+                    // A dangling symlink: create what it points at, inside the root.
+                    if depth >= MAX_SYMLINKS {
+                        return Err(InRootError::Open { path: original.to_owned(), source: Errno::ELOOP });
+                    }
+                    let link = PathBuf::from(link);
+                    let mut redirected = if link.is_absolute() { link } else { Path::new("/").join(&parent_prefix).join(link) };
+                    for rest in &names[i + 1..] {
+                        redirected.push(rest);
+                    }
+                    return open_in_root_depth(root, &redirected, original, create, depth + 1);
+                }
                 let created = if last && create == Create::File {
                     create_file(&parent, name.as_os_str())
                 } else {
@@ -65,12 +92,12 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, create: Create) -> Result<Owned
                 };
                 match created {
                     Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(source) => return Err(InRootError::Create { path: path.to_owned(), source }),
+                    Err(source) => return Err(InRootError::Create { path: original.to_owned(), source }),
                 }
                 openat2(root.as_fd(), &prefix, how(flags))
-                    .map_err(|source| InRootError::Open { path: path.to_owned(), source })?
+                    .map_err(|source| InRootError::Open { path: original.to_owned(), source })?
             }
-            Err(source) => return Err(InRootError::Open { path: path.to_owned(), source }),
+            Err(source) => return Err(InRootError::Open { path: original.to_owned(), source }),
         };
         parent = fd;
     }

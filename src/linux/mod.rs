@@ -2,6 +2,7 @@
 
 pub mod capabilities;
 pub mod in_root;
+pub mod loopback;
 pub mod namespaces;
 pub mod procfs;
 pub mod rlimits;

@@ -30,6 +30,8 @@ pub enum InitError {
     #[error(transparent)]
     Tty(#[from] TtyError),
     #[error(transparent)]
+    Loopback(#[from] crate::linux::loopback::LoopbackError),
+    #[error(transparent)]
     Capabilities(#[from] capabilities::CapabilityError),
     #[error(transparent)]
     Rlimits(#[from] rlimits::RlimitError),
@@ -77,6 +79,9 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
         join_session_keyring()?;
     }
 
+    if plan.namespaces.new.contains(CloneFlags::CLONE_NEWNET) {
+        crate::linux::loopback::bring_up()?;
+    }
     // Filesystem, while the host's paths are still visible.
     let cgroup_binds = rootfs::own_cgroup_binds()?;
     rootfs::prepare_root(&plan.rootfs, plan.rootfs_propagation)?;
@@ -174,7 +179,7 @@ pub fn launch(
         Errno::result(rc).map_err(sys("set no_new_privs"))?;
     }
     let argv = cstrings(&process.args)?;
-    let envp = cstrings(&process.env)?;
+    let envp = cstrings(&with_home(&process.env, process.uid))?;
     let program_c = CString::new(program.as_os_str().as_bytes()).map_err(|_| InitError::Nul(program.display().to_string()))?;
 
     chan.send(&ToParent::Ready)?;
@@ -204,6 +209,25 @@ fn join_session_keyring() -> Result<(), InitError> {
         Ok(_) | Err(Errno::ENOSYS | Errno::EDQUOT | Errno::EPERM) => Ok(()),
         Err(source) => Err(InitError::Sys { op: "join session keyring".into(), source }),
     }
+}
+
+/// Like runc: without HOME in the environment, the user's home from the container's
+/// /etc/passwd (or `/`).
+fn with_home(env: &[String], uid: u32) -> Vec<String> {
+    let mut env = env.to_vec();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_owned())
+                })
+            })
+            .unwrap_or_else(|| "/".to_owned());
+        env.push(format!("HOME={home}"));
+    }
+    env
 }
 
 fn cstrings(items: &[String]) -> Result<Vec<CString>, InitError> {
