@@ -155,21 +155,31 @@ pub fn compile(rules: &[DeviceRule]) -> Result<Vec<BpfInsn>, String> {
         asm.emit(OP_MOV_X, R0, R3, 0, 0);
         asm.emit(OP_AND_K, R0, 0, 0, bit as i32);
         asm.jump(OP_JEQ_K, R0, 0, next_bit);
+        // The verifier rejects unreachable instructions, so stop after a rule that
+        // matches unconditionally: nothing after it (not even the default) can run.
+        let mut decided = false;
         for rule in rules.iter().rev().filter(|r| r.access & bit != 0) {
-            let next_rule = asm.label();
-            if rule.kind != DeviceKind::All {
-                let kind = if rule.kind == DeviceKind::Block {
-                    DEV_BLOCK
+            if rule.kind == DeviceKind::All {
+                if rule.allow {
+                    asm.jump(OP_JA, 0, 0, next_bit);
                 } else {
-                    DEV_CHAR
-                };
-                asm.jump(OP_JNE_K, R2, kind, next_rule);
-                if let Some(major) = rule.major {
-                    asm.jump(OP_JNE_K, R4, imm(major)?, next_rule);
+                    asm.ret(0);
                 }
-                if let Some(minor) = rule.minor {
-                    asm.jump(OP_JNE_K, R5, imm(minor)?, next_rule);
-                }
+                decided = true;
+                break;
+            }
+            let next_rule = asm.label();
+            let kind = if rule.kind == DeviceKind::Block {
+                DEV_BLOCK
+            } else {
+                DEV_CHAR
+            };
+            asm.jump(OP_JNE_K, R2, kind, next_rule);
+            if let Some(major) = rule.major {
+                asm.jump(OP_JNE_K, R4, imm(major)?, next_rule);
+            }
+            if let Some(minor) = rule.minor {
+                asm.jump(OP_JNE_K, R5, imm(minor)?, next_rule);
             }
             if rule.allow {
                 asm.jump(OP_JA, 0, 0, next_bit);
@@ -178,7 +188,9 @@ pub fn compile(rules: &[DeviceRule]) -> Result<Vec<BpfInsn>, String> {
             }
             asm.place(next_rule);
         }
-        asm.ret(0);
+        if !decided {
+            asm.ret(0);
+        }
         asm.place(next_bit);
     }
     asm.ret(1);
@@ -232,6 +244,29 @@ pub(crate) mod tests {
         }
     }
 
+    /// Every instruction must be reachable (the kernel verifier refuses dead code), and
+    /// every jump must land inside the program.
+    pub(crate) fn assert_all_reachable(prog: &[BpfInsn]) {
+        let mut seen = vec![false; prog.len()];
+        let mut todo = vec![0usize];
+        while let Some(pc) = todo.pop() {
+            assert!(pc < prog.len(), "jump out of the program");
+            if std::mem::replace(&mut seen[pc], true) {
+                continue;
+            }
+            let insn = prog[pc];
+            let target = (pc as i64 + 1 + i64::from(insn.off)) as usize;
+            match insn.code {
+                OP_EXIT => {}
+                OP_JA => todo.push(target),
+                OP_JEQ_K | OP_JNE_K => todo.extend([pc + 1, target]),
+                _ => todo.push(pc + 1),
+            }
+        }
+        let dead: Vec<usize> = (0..prog.len()).filter(|&i| !seen[i]).collect();
+        assert!(dead.is_empty(), "unreachable instructions {dead:?}");
+    }
+
     fn ask(prog: &[BpfInsn], kind: DeviceKind, major: u32, minor: u32, access: u32) -> bool {
         let t = match kind {
             DeviceKind::Block => DEV_BLOCK as u32,
@@ -267,6 +302,7 @@ pub(crate) mod tests {
         for rules in rule_sets {
             let parsed = parse_rules(&rules).unwrap();
             let prog = compile(&parsed).unwrap();
+            assert_all_reachable(&prog);
             for kind in [DeviceKind::Char, DeviceKind::Block] {
                 for (major, minor) in [(1, 3), (1, 5), (8, 0), (8, 1), (4, 3), (0, 0)] {
                     for access in 1..=ACCESS_ALL {
@@ -284,9 +320,11 @@ pub(crate) mod tests {
     #[test]
     fn empty_rules_deny_everything_and_allow_all_allows() {
         let deny = compile(&[]).unwrap();
+        assert_all_reachable(&deny);
         assert!(!ask(&deny, DeviceKind::Char, 1, 3, ACCESS_READ));
         let rules = parse_rules(&[oci(true, None, None, None, "")]).unwrap();
         let allow = compile(&rules).unwrap();
+        assert_all_reachable(&allow);
         assert!(ask(&allow, DeviceKind::Block, 259, 1, ACCESS_ALL));
     }
 
