@@ -101,7 +101,11 @@ pub(crate) fn load(insns: &[BpfInsn]) -> Result<OwnedFd, CgroupError> {
             let text = String::from_utf8_lossy(&log[..end]).trim().to_string();
             Err(CgroupError::BpfLoad {
                 insns: insns.len(),
-                log: if text.is_empty() { first.to_string() } else { text },
+                log: if text.is_empty() {
+                    first.to_string()
+                } else {
+                    text
+                },
                 source,
             })
         }
@@ -195,7 +199,11 @@ pub(crate) fn attach_replacing(dir: &Path, prog: &OwnedFd) -> Result<(), CgroupE
     let exclusive = !old.ids.is_empty() && old.flags & BPF_F_ALLOW_MULTI == 0;
     // An exclusive attachment is replaced by attaching with the same flags; otherwise
     // add ours next to the old ones and detach them after.
-    let flags = if exclusive { old.flags } else { BPF_F_ALLOW_MULTI };
+    let flags = if exclusive {
+        old.flags
+    } else {
+        BPF_F_ALLOW_MULTI
+    };
     let mut attr = BpfAttr::new();
     attr.put_u32(0, fd_u32(&cgroup));
     attr.put_u32(4, fd_u32(prog));

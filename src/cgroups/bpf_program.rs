@@ -202,6 +202,7 @@ fn imm(n: u32) -> Result<i32, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 pub(crate) mod tests {
     use super::*;
     use crate::cgroups::devices::tests::oci;

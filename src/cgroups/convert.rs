@@ -64,7 +64,10 @@ pub fn blkio_weight_to_io_weight(weight: u16) -> Result<u64, CgroupError> {
 
 /// OCI `memory.swap` is memory+swap (v1 `memsw`); cgroup v2 `memory.swap.max` is swap
 /// alone. Returns the v2 value (`"max"` or bytes), or `None` to leave it unset.
-pub fn memory_swap_to_v2(swap: Option<i64>, limit: Option<i64>) -> Result<Option<String>, CgroupError> {
+pub fn memory_swap_to_v2(
+    swap: Option<i64>,
+    limit: Option<i64>,
+) -> Result<Option<String>, CgroupError> {
     let swap = swap.unwrap_or(0);
     let limit = limit.unwrap_or(0);
     let invalid = |reason: &str| CgroupError::InvalidValue {
@@ -138,9 +141,9 @@ pub fn hugepage_size_name(page_size: &str) -> Result<String, CgroupError> {
 
 /// `/sys/kernel/mm/hugepages/hugepages-2048kB` directory suffix (in kB) -> `2MB`.
 pub fn hugepage_name_from_kb(kb: u64) -> String {
-    if kb >= 1 << 20 && kb % (1 << 20) == 0 {
+    if kb >= 1 << 20 && kb.is_multiple_of(1 << 20) {
         format!("{}GB", kb >> 20)
-    } else if kb >= 1 << 10 && kb % (1 << 10) == 0 {
+    } else if kb >= 1 << 10 && kb.is_multiple_of(1 << 10) {
         format!("{}MB", kb >> 10)
     } else {
         format!("{kb}KB")
@@ -170,6 +173,7 @@ pub fn parse_cpu_list(list: &str) -> Option<Vec<u16>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -224,7 +228,10 @@ mod tests {
         let mb = 1 << 20;
         assert_eq!(memory_swap_to_v2(None, None).unwrap(), None);
         assert_eq!(memory_swap_to_v2(None, Some(mb)).unwrap(), None);
-        assert_eq!(memory_swap_to_v2(Some(-1), Some(mb)).unwrap().unwrap(), "max");
+        assert_eq!(
+            memory_swap_to_v2(Some(-1), Some(mb)).unwrap().unwrap(),
+            "max"
+        );
         assert_eq!(memory_swap_to_v2(None, Some(-1)).unwrap().unwrap(), "max");
         assert_eq!(
             memory_swap_to_v2(Some(3 * mb), Some(mb)).unwrap().unwrap(),

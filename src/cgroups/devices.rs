@@ -135,7 +135,13 @@ pub fn parse_rules(rules: &[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>, Cgrou
 
 /// The reference evaluation of the rules (what the kernel ends up enforcing): every
 /// requested access bit must be allowed by the last rule that matches it.
-pub fn allowed(rules: &[DeviceRule], kind: DeviceKind, major: u32, minor: u32, access: u32) -> bool {
+pub fn allowed(
+    rules: &[DeviceRule],
+    kind: DeviceKind,
+    major: u32,
+    minor: u32,
+    access: u32,
+) -> bool {
     [ACCESS_MKNOD, ACCESS_READ, ACCESS_WRITE]
         .into_iter()
         .filter(|bit| access & bit != 0)
@@ -149,6 +155,7 @@ pub fn allowed(rules: &[DeviceRule], kind: DeviceKind, major: u32, minor: u32, a
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 pub(crate) mod tests {
     use super::*;
     use oci_spec::runtime::LinuxDeviceCgroupBuilder;
@@ -177,21 +184,50 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_and_renders_v1_lines() {
-        let rule = DeviceRule::from_oci(&oci(true, Some(LinuxDeviceType::C), Some(1), Some(3), "rwm")).unwrap();
+        let rule = DeviceRule::from_oci(&oci(
+            true,
+            Some(LinuxDeviceType::C),
+            Some(1),
+            Some(3),
+            "rwm",
+        ))
+        .unwrap();
         assert_eq!(rule.v1_line(), "c 1:3 rwm");
         let rule = DeviceRule::from_oci(&oci(false, None, None, None, "")).unwrap();
         assert_eq!(rule.v1_line(), "a *:* rwm");
-        let rule = DeviceRule::from_oci(&oci(true, Some(LinuxDeviceType::B), Some(8), Some(-1), "mr")).unwrap();
+        let rule = DeviceRule::from_oci(&oci(
+            true,
+            Some(LinuxDeviceType::B),
+            Some(8),
+            Some(-1),
+            "mr",
+        ))
+        .unwrap();
         assert_eq!(rule.v1_line(), "b 8:* rm");
-        let rule = DeviceRule::from_oci(&oci(true, Some(LinuxDeviceType::U), Some(5), None, "w")).unwrap();
+        let rule =
+            DeviceRule::from_oci(&oci(true, Some(LinuxDeviceType::U), Some(5), None, "w")).unwrap();
         assert_eq!(rule.v1_line(), "c 5:* w");
     }
 
     #[test]
     fn rejects_bad_rules() {
-        assert!(DeviceRule::from_oci(&oci(true, Some(LinuxDeviceType::C), Some(1), Some(3), "rx")).is_err());
-        assert!(DeviceRule::from_oci(&oci(true, Some(LinuxDeviceType::P), None, None, "r")).is_err());
-        assert!(DeviceRule::from_oci(&oci(true, Some(LinuxDeviceType::C), Some(1 << 40), None, "r")).is_err());
+        assert!(
+            DeviceRule::from_oci(&oci(true, Some(LinuxDeviceType::C), Some(1), Some(3), "rx"))
+                .is_err()
+        );
+        assert!(
+            DeviceRule::from_oci(&oci(true, Some(LinuxDeviceType::P), None, None, "r")).is_err()
+        );
+        assert!(
+            DeviceRule::from_oci(&oci(
+                true,
+                Some(LinuxDeviceType::C),
+                Some(1 << 40),
+                None,
+                "r"
+            ))
+            .is_err()
+        );
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub enum CgroupError {
     #[error("invalid systemd cgroups path {path:?}: {reason}")]
     InvalidSystemdPath { path: String, reason: String },
 
-    #[error("cgroup controller {controller:?} is not available{where_}; it is needed for {resource}")]
+    #[error(
+        "cgroup controller {controller:?} is not available{where_}; it is needed for {resource}"
+    )]
     ControllerMissing {
         controller: String,
         resource: String,

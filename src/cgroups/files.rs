@@ -83,7 +83,10 @@ pub(crate) fn parse_flat_keyed(text: &str) -> BTreeMap<String, u64> {
 }
 
 /// Reads a flat-keyed file; a missing file reads as empty.
-pub(crate) fn read_flat_keyed(dir: &Path, file: &str) -> Result<BTreeMap<String, u64>, CgroupError> {
+pub(crate) fn read_flat_keyed(
+    dir: &Path,
+    file: &str,
+) -> Result<BTreeMap<String, u64>, CgroupError> {
     Ok(read_optional(dir, file)?
         .map(|text| parse_flat_keyed(&text))
         .unwrap_or_default())
@@ -200,6 +203,7 @@ fn is_busy(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 pub(crate) mod tests {
     use super::*;
 
@@ -211,7 +215,10 @@ pub(crate) mod tests {
         assert_eq!(read(&tmp, "memory.max").unwrap(), "42");
         let err = write(&tmp, "memory.nope", "7").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("memory.nope") && text.contains("\"7\""), "{text}");
+        assert!(
+            text.contains("memory.nope") && text.contains("\"7\""),
+            "{text}"
+        );
         fs::remove_dir_all(&tmp).unwrap();
     }
 

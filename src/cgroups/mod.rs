@@ -39,12 +39,14 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, TMPFS_MAGIC, statfs};
+use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC, statfs};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 pub use error::CgroupError;
-pub use path::{CgroupPath, DEFAULT_PARENT, DEFAULT_SCOPE_PREFIX, DEFAULT_SLICE, expand_slice, resolve_path};
+pub use path::{
+    CgroupPath, DEFAULT_PARENT, DEFAULT_SCOPE_PREFIX, DEFAULT_SLICE, expand_slice, resolve_path,
+};
 pub use stats::Stats;
 pub use v1::V1Manager;
 pub use v2::{ControllerPolicy, V2Manager};
@@ -163,7 +165,10 @@ pub trait CgroupManager: std::fmt::Debug {
 
 /// The manager for `path` on a host with layout `hierarchy`, using the hierarchies
 /// mounted in this process's mount namespace.
-pub fn manager(hierarchy: Hierarchy, path: &CgroupPath) -> Result<Box<dyn CgroupManager>, CgroupError> {
+pub fn manager(
+    hierarchy: Hierarchy,
+    path: &CgroupPath,
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
     Ok(match hierarchy {
         Hierarchy::V1 => Box::new(V1Manager::new(path.clone())?),
         Hierarchy::V2 => Box::new(V2Manager::new(path.clone())?),
@@ -172,7 +177,11 @@ pub fn manager(hierarchy: Hierarchy, path: &CgroupPath) -> Result<Box<dyn Cgroup
 
 /// A v2 manager on the cgroup2 filesystem mounted at `mount_point` (e.g. the hybrid
 /// `/sys/fs/cgroup/unified`), enabling controllers per `policy`.
-pub fn v2_manager_at(mount_point: &Path, path: &CgroupPath, policy: ControllerPolicy) -> Box<dyn CgroupManager> {
+pub fn v2_manager_at(
+    mount_point: &Path,
+    path: &CgroupPath,
+    policy: ControllerPolicy,
+) -> Box<dyn CgroupManager> {
     Box::new(V2Manager::at_mount(mount_point, path.clone()).with_controller_policy(policy))
 }
 
@@ -231,6 +240,7 @@ fn signal_each(pids: &[i32], signal: Signal) -> Result<(), CgroupError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -248,14 +258,23 @@ mod tests {
                 .exists()
                 .then_some(Hierarchy::V2)
         );
-        assert!(matches!(detect_at(Path::new("/proc")), Err(CgroupError::NotMounted { .. })));
+        assert!(matches!(
+            detect_at(Path::new("/proc")),
+            Err(CgroupError::NotMounted { .. })
+        ));
     }
 
     #[test]
     fn signal_numbers_are_validated() {
         assert!(parse_signal(9).is_ok());
-        assert!(matches!(parse_signal(0), Err(CgroupError::InvalidSignal { .. })));
-        assert!(matches!(parse_signal(1000), Err(CgroupError::InvalidSignal { .. })));
+        assert!(matches!(
+            parse_signal(0),
+            Err(CgroupError::InvalidSignal { .. })
+        ));
+        assert!(matches!(
+            parse_signal(1000),
+            Err(CgroupError::InvalidSignal { .. })
+        ));
     }
 
     #[test]
@@ -264,6 +283,10 @@ mod tests {
         if Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
             assert!(sizes.contains(&"2MB".to_string()), "{sizes:?}");
         }
-        assert!(sizes.iter().all(|s| s.ends_with("KB") || s.ends_with("MB") || s.ends_with("GB")));
+        assert!(
+            sizes
+                .iter()
+                .all(|s| s.ends_with("KB") || s.ends_with("MB") || s.ends_with("GB"))
+        );
     }
 }

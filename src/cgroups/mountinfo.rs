@@ -179,7 +179,9 @@ fn unescape(field: &str) -> String {
             && let Some(digits) = bytes.get(i + 1..i + 4)
             && digits.iter().all(|d| (b'0'..=b'7').contains(d))
         {
-            let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            let value = digits
+                .iter()
+                .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
             if let Ok(value) = u8::try_from(value) {
                 out.push(value);
                 i += 4;
@@ -212,6 +214,7 @@ fn dir_under(mount_point: &Path, root: &str, path: &CgroupPath) -> PathBuf {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -231,7 +234,10 @@ mod tests {
     fn parses_hybrid_layout() {
         let mounts = CgroupMounts::parse(HYBRID).unwrap();
         let names: Vec<_> = mounts.v1.iter().map(|m| m.controllers.join(",")).collect();
-        assert_eq!(names, ["cpu", "cpuacct", "cpuset", "memory", "name=systemd"]);
+        assert_eq!(
+            names,
+            ["cpu", "cpuacct", "cpuset", "memory", "name=systemd"]
+        );
         assert_eq!(
             mounts.v1_mount("cpuacct").unwrap().mount_point,
             Path::new("/sys/fs/cgroup/cpuacct")

@@ -106,11 +106,12 @@ pub fn resolve_path(
     if systemd {
         return match cgroups_path {
             Some(path) => systemd_path(path),
-            None => systemd_unit_path(DEFAULT_SLICE, DEFAULT_SCOPE_PREFIX, container_id)
-                .map_err(|reason| CgroupError::InvalidSystemdPath {
+            None => systemd_unit_path(DEFAULT_SLICE, DEFAULT_SCOPE_PREFIX, container_id).map_err(
+                |reason| CgroupError::InvalidSystemdPath {
                     path: format!("{DEFAULT_SLICE}:{DEFAULT_SCOPE_PREFIX}:{container_id}"),
                     reason,
-                }),
+                },
+            ),
         };
     }
     match cgroups_path {
@@ -140,7 +141,11 @@ fn systemd_path(path: &str) -> Result<CgroupPath, CgroupError> {
             "expected the form \"slice:prefix:name\"".to_string(),
         ));
     };
-    let slice = if slice.is_empty() { DEFAULT_SLICE } else { slice };
+    let slice = if slice.is_empty() {
+        DEFAULT_SLICE
+    } else {
+        slice
+    };
     systemd_unit_path(slice, prefix, name).map_err(invalid)
 }
 
@@ -202,6 +207,7 @@ pub fn expand_slice(slice: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -261,10 +267,7 @@ mod tests {
             resolved(Some("user.slice::abc"), "id", true),
             "/user.slice/abc.scope"
         );
-        assert_eq!(
-            resolved(Some("-.slice:p:abc"), "id", true),
-            "/p-abc.scope"
-        );
+        assert_eq!(resolved(Some("-.slice:p:abc"), "id", true), "/p-abc.scope");
         assert_eq!(
             resolved(Some("a.slice:x:a-b.slice"), "id", true),
             "/a.slice/a-b.slice"

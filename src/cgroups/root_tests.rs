@@ -10,6 +10,8 @@
 //! the test fails: it thaws, kills the children it spawned and everything else in the
 //! cgroup, reaps, then destroys (a destroy failure fails the test).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -23,7 +25,10 @@ use oci_spec::runtime::LinuxResources;
 use std::os::unix::process::ExitStatusExt;
 
 use super::mountinfo::CgroupMounts;
-use super::{CgroupError, CgroupManager, CgroupPath, ControllerPolicy, Hierarchy, V1Manager, V2Manager, detect};
+use super::{
+    CgroupError, CgroupManager, CgroupPath, ControllerPolicy, Hierarchy, V1Manager, V2Manager,
+    detect,
+};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -208,7 +213,11 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 /// `major:minor` of some block device of this host.
 fn some_block_device() -> Option<String> {
-    let mut names: Vec<_> = std::fs::read_dir("/sys/block").ok()?.flatten().map(|e| e.path()).collect();
+    let mut names: Vec<_> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     names.sort();
     names
         .iter()
@@ -223,7 +232,10 @@ const OPEN_DEV_NULL: &str = "if (: </dev/null) 2>&-; then echo open; else echo d
 #[test]
 fn v1_create_join_apply_and_read_back() {
     let test = "v1_create_join_apply_and_read_back";
-    let Some(mounts) = v1_host(test, &["memory", "cpu", "cpuset", "pids", "blkio", "devices"]) else {
+    let Some(mounts) = v1_host(
+        test,
+        &["memory", "cpu", "cpuset", "pids", "blkio", "devices"],
+    ) else {
         return;
     };
     let path = unique_path("apply");
@@ -236,8 +248,14 @@ fn v1_create_join_apply_and_read_back() {
     // The cpuset got its parent's cpus and mems, so tasks can join.
     let cpuset = manager.controller_dir("cpuset").unwrap();
     let root_cpuset = &mounts.v1_mount("cpuset").unwrap().mount_point;
-    assert_eq!(read(&cpuset, "cpuset.cpus"), read(root_cpuset, "cpuset.cpus"));
-    assert_eq!(read(&cpuset, "cpuset.mems"), read(root_cpuset, "cpuset.mems"));
+    assert_eq!(
+        read(&cpuset, "cpuset.cpus"),
+        read(root_cpuset, "cpuset.cpus")
+    );
+    assert_eq!(
+        read(&cpuset, "cpuset.mems"),
+        read(root_cpuset, "cpuset.mems")
+    );
 
     let i = guard.spawn_inside("read _; echo hi");
     let pid = guard.s(i).pid();
@@ -267,9 +285,18 @@ fn v1_create_join_apply_and_read_back() {
     guard.cgroup.apply(&r).unwrap();
     let dir = |c: &str| manager.controller_dir(c).unwrap();
     assert_eq!(read(&dir("memory"), "memory.limit_in_bytes"), "67108864");
-    assert_eq!(read(&dir("memory"), "memory.memsw.limit_in_bytes"), "134217728");
-    assert_eq!(read(&dir("memory"), "memory.soft_limit_in_bytes"), "33554432");
-    assert_eq!(read(&dir("memory"), "memory.kmem.tcp.limit_in_bytes"), "8388608");
+    assert_eq!(
+        read(&dir("memory"), "memory.memsw.limit_in_bytes"),
+        "134217728"
+    );
+    assert_eq!(
+        read(&dir("memory"), "memory.soft_limit_in_bytes"),
+        "33554432"
+    );
+    assert_eq!(
+        read(&dir("memory"), "memory.kmem.tcp.limit_in_bytes"),
+        "8388608"
+    );
     assert_eq!(read(&dir("memory"), "memory.swappiness"), "10");
     assert!(read(&dir("memory"), "memory.oom_control").contains("oom_kill_disable 1"));
     assert_eq!(read(&dir("memory"), "memory.use_hierarchy"), "1");
@@ -292,18 +319,31 @@ fn v1_create_join_apply_and_read_back() {
     // Lowering memory below memory+swap and raising it again both work (write order).
     guard
         .cgroup
-        .apply(&resources(serde_json::json!({"memory": {"limit": 16777216, "swap": 33554432}})))
+        .apply(&resources(
+            serde_json::json!({"memory": {"limit": 16777216, "swap": 33554432}}),
+        ))
         .unwrap();
-    assert_eq!(read(&dir("memory"), "memory.memsw.limit_in_bytes"), "33554432");
+    assert_eq!(
+        read(&dir("memory"), "memory.memsw.limit_in_bytes"),
+        "33554432"
+    );
     guard
         .cgroup
-        .apply(&resources(serde_json::json!({"memory": {"limit": 268435456, "swap": 536870912}})))
+        .apply(&resources(
+            serde_json::json!({"memory": {"limit": 268435456, "swap": 536870912}}),
+        ))
         .unwrap();
     assert_eq!(read(&dir("memory"), "memory.limit_in_bytes"), "268435456");
 
-    guard.cgroup.apply(&resources(serde_json::json!({"cpu": {"idle": 1}}))).unwrap();
+    guard
+        .cgroup
+        .apply(&resources(serde_json::json!({"cpu": {"idle": 1}})))
+        .unwrap();
     assert_eq!(read(&dir("cpu"), "cpu.idle"), "1");
-    guard.cgroup.apply(&resources(serde_json::json!({"cpu": {"idle": 0}}))).unwrap();
+    guard
+        .cgroup
+        .apply(&resources(serde_json::json!({"cpu": {"idle": 0}})))
+        .unwrap();
 
     guard.s(i).go();
     assert_eq!(guard.s(i).line().as_deref(), Some("hi"));
@@ -322,10 +362,15 @@ fn v1_values_the_host_cannot_honour_are_errors() {
     // Linux >= 6.1 accepts memory.kmem.limit_in_bytes and ignores it.
     let err = guard
         .cgroup
-        .apply(&resources(serde_json::json!({"memory": {"kernel": 16777216}})))
+        .apply(&resources(
+            serde_json::json!({"memory": {"kernel": 16777216}}),
+        ))
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("memory.kmem.limit_in_bytes") && text.contains("16777216"), "{text}");
+    assert!(
+        text.contains("memory.kmem.limit_in_bytes") && text.contains("16777216"),
+        "{text}"
+    );
 
     // The kernel clamps cpu.shares; the read-back reports it.
     let err = guard
@@ -337,25 +382,38 @@ fn v1_values_the_host_cannot_honour_are_errors() {
     // A kernel refusal names the file and value (use_hierarchy=0 is no longer allowed).
     let err = guard
         .cgroup
-        .apply(&resources(serde_json::json!({"memory": {"useHierarchy": false}})))
+        .apply(&resources(
+            serde_json::json!({"memory": {"useHierarchy": false}}),
+        ))
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("memory.use_hierarchy") && text.contains("\"0\""), "{text}");
+    assert!(
+        text.contains("memory.use_hierarchy") && text.contains("\"0\""),
+        "{text}"
+    );
 
     // A resource of a controller that is not mounted.
     if mounts.v1_mount("hugetlb").is_none() {
         let err = guard
             .cgroup
-            .apply(&resources(serde_json::json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]})))
+            .apply(&resources(
+                serde_json::json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}),
+            ))
             .unwrap_err();
-        assert!(matches!(err, CgroupError::ControllerMissing { .. }), "{err}");
+        assert!(
+            matches!(err, CgroupError::ControllerMissing { .. }),
+            "{err}"
+        );
     }
     if mounts.v1_mount("net_cls").is_none() {
         let err = guard
             .cgroup
             .apply(&resources(serde_json::json!({"network": {"classID": 1}})))
             .unwrap_err();
-        assert!(matches!(err, CgroupError::ControllerMissing { .. }), "{err}");
+        assert!(
+            matches!(err, CgroupError::ControllerMissing { .. }),
+            "{err}"
+        );
     }
 }
 
@@ -369,7 +427,10 @@ fn v1_pids_limit_stops_forks() {
     let pids_dir = manager.controller_dir("pids").unwrap();
     let mut guard = Guard::new(Box::new(manager));
     guard.cgroup.create().unwrap();
-    guard.cgroup.apply(&resources(serde_json::json!({"pids": {"limit": 1}}))).unwrap();
+    guard
+        .cgroup
+        .apply(&resources(serde_json::json!({"pids": {"limit": 1}})))
+        .unwrap();
 
     // The shell is the one allowed task: its fork fails (dash then exits).
     let i = guard.spawn_inside("read _; /bin/true; echo forked");
@@ -380,7 +441,10 @@ fn v1_pids_limit_stops_forks() {
     assert!(events["max"] >= 1, "{events:?}");
 
     // With room for a child the same script forks.
-    guard.cgroup.apply(&resources(serde_json::json!({"pids": {"limit": 10}}))).unwrap();
+    guard
+        .cgroup
+        .apply(&resources(serde_json::json!({"pids": {"limit": 10}})))
+        .unwrap();
     let j = guard.spawn_inside("read _; /bin/true; echo forked");
     guard.s(j).go();
     assert_eq!(guard.s(j).line().as_deref(), Some("forked"));
@@ -397,7 +461,9 @@ fn v1_memory_limit_oom_kills_and_counts() {
     guard.cgroup.create().unwrap();
     guard
         .cgroup
-        .apply(&resources(serde_json::json!({"memory": {"limit": 33554432, "swap": 33554432}})))
+        .apply(&resources(
+            serde_json::json!({"memory": {"limit": 33554432, "swap": 33554432}}),
+        ))
         .unwrap();
     assert_eq!(guard.cgroup.oom_count().unwrap(), 0);
     // dd's 200 MiB buffer, filled from /dev/zero, cannot fit in 32 MiB.
@@ -409,7 +475,11 @@ fn v1_memory_limit_oom_kills_and_counts() {
     let stats = guard.cgroup.stats().unwrap();
     // The peak reached the limit (failcnt is not asserted: recent kernels keep it 0
     // when memory+swap is limited as well).
-    assert!(stats.memory.usage.max > 33554432 / 2, "{:?}", stats.memory.usage);
+    assert!(
+        stats.memory.usage.max > 33554432 / 2,
+        "{:?}",
+        stats.memory.usage
+    );
     assert_eq!(stats.memory.usage.limit, 33554432);
 }
 
@@ -446,7 +516,10 @@ fn v1_kill_all_signals_every_process() {
     let Some(mounts) = v1_host(test, &["freezer"]) else {
         return;
     };
-    let mut guard = Guard::new(Box::new(V1Manager::with_mounts(mounts, unique_path("kill"))));
+    let mut guard = Guard::new(Box::new(V1Manager::with_mounts(
+        mounts,
+        unique_path("kill"),
+    )));
     guard.cgroup.create().unwrap();
     let killed: Vec<usize> = (0..3).map(|_| guard.spawn_inside("read _")).collect();
     // A grandchild forked inside the cgroup is found too.
@@ -462,7 +535,9 @@ fn v1_kill_all_signals_every_process() {
     for i in killed.into_iter().chain([parent]) {
         assert_eq!(guard.s(i).wait().signal(), Some(Signal::SIGTERM as i32));
     }
-    eventually("the cgroup to empty", || guard.cgroup.pids().unwrap().is_empty());
+    eventually("the cgroup to empty", || {
+        guard.cgroup.pids().unwrap().is_empty()
+    });
     assert!(!guard.cgroup.is_frozen().unwrap());
 
     let last = guard.spawn_inside("read _");
@@ -476,11 +551,18 @@ fn v1_stats_report_real_usage() {
     let Some(mounts) = v1_host(test, &["cpuacct", "memory", "pids"]) else {
         return;
     };
-    let mut guard = Guard::new(Box::new(V1Manager::with_mounts(mounts, unique_path("stats"))));
+    let mut guard = Guard::new(Box::new(V1Manager::with_mounts(
+        mounts,
+        unique_path("stats"),
+    )));
     guard.cgroup.create().unwrap();
-    guard.cgroup.apply(&resources(serde_json::json!({"pids": {"limit": 20}}))).unwrap();
+    guard
+        .cgroup
+        .apply(&resources(serde_json::json!({"pids": {"limit": 20}})))
+        .unwrap();
     // v1 charges memory to the cgroup where it is allocated: allocate after joining.
-    let i = guard.spawn_inside("read _; x=$(head -c 4000000 /dev/zero | tr '\\0' a); while :; do :; done");
+    let i = guard
+        .spawn_inside("read _; x=$(head -c 4000000 /dev/zero | tr '\\0' a); while :; do :; done");
     guard.s(i).go();
     eventually("cpu and memory to be charged", || {
         let stats = guard.cgroup.stats().unwrap();
@@ -488,7 +570,10 @@ fn v1_stats_report_real_usage() {
     });
     let stats = guard.cgroup.stats().unwrap();
     assert!(!stats.cpu.usage.percpu.is_empty());
-    assert_eq!(stats.cpu.usage.percpu.iter().sum::<u64>(), stats.cpu.usage.total);
+    assert_eq!(
+        stats.cpu.usage.percpu.iter().sum::<u64>(),
+        stats.cpu.usage.total
+    );
     assert_eq!(stats.pids.limit, 20);
     assert!(!stats.memory.raw.is_empty());
     let json = serde_json::to_value(&stats).unwrap();
@@ -502,9 +587,14 @@ fn v1_device_deny_blocks_dev_null() {
     let Some(mounts) = v1_host(test, &["devices"]) else {
         return;
     };
-    let mut guard = Guard::new(Box::new(V1Manager::with_mounts(mounts, unique_path("devices"))));
+    let mut guard = Guard::new(Box::new(V1Manager::with_mounts(
+        mounts,
+        unique_path("devices"),
+    )));
     guard.cgroup.create().unwrap();
-    let i = guard.spawn_inside(&format!("read _; {OPEN_DEV_NULL}; read _; {OPEN_DEV_NULL}; read _; {OPEN_DEV_NULL}"));
+    let i = guard.spawn_inside(&format!(
+        "read _; {OPEN_DEV_NULL}; read _; {OPEN_DEV_NULL}; read _; {OPEN_DEV_NULL}"
+    ));
     guard.s(i).go();
     assert_eq!(guard.s(i).line().as_deref(), Some("open"));
 
@@ -557,7 +647,10 @@ fn v1_nested_systemd_style_path_is_created_and_removed_from_the_top() {
     // Under a unique top so that concurrent runs never share a directory.
     let top = unique_path("nested");
     let scope = super::resolve_path(Some("machine-husk.slice:libpod:c1"), "c1", true).unwrap();
-    assert_eq!(scope.as_str(), "/machine.slice/machine-husk.slice/libpod-c1.scope");
+    assert_eq!(
+        scope.as_str(),
+        "/machine.slice/machine-husk.slice/libpod-c1.scope"
+    );
     let path = CgroupPath::new(&format!("{top}{scope}")).unwrap();
     // The guard owns the top, so the whole tree goes even on failure.
     let mut guard = Guard::new(Box::new(V1Manager::with_mounts(mounts.clone(), top)));
@@ -579,8 +672,8 @@ fn v1_nested_systemd_style_path_is_created_and_removed_from_the_top() {
 fn v2_guard(test: &str, tag: &str) -> Option<(Guard, V2Manager)> {
     let mount = v2_mount(test)?;
     // Change no ancestor's subtree_control on a shared host.
-    let manager =
-        V2Manager::at_mount(mount, unique_path(tag)).with_controller_policy(ControllerPolicy::Only(Vec::new()));
+    let manager = V2Manager::at_mount(mount, unique_path(tag))
+        .with_controller_policy(ControllerPolicy::Only(Vec::new()));
     let guard = Guard::new(Box::new(manager.clone()));
     guard.cgroup.create().unwrap();
     Some((guard, manager))
@@ -588,7 +681,8 @@ fn v2_guard(test: &str, tag: &str) -> Option<(Guard, V2Manager)> {
 
 #[test]
 fn v2_unified_procs_events_freeze_and_kill() {
-    let Some((mut guard, manager)) = v2_guard("v2_unified_procs_events_freeze_and_kill", "core") else {
+    let Some((mut guard, manager)) = v2_guard("v2_unified_procs_events_freeze_and_kill", "core")
+    else {
         return;
     };
     let dir = manager.dir();
@@ -599,7 +693,12 @@ fn v2_unified_procs_events_freeze_and_kill() {
     assert_eq!(read(&dir, "cgroup.procs"), pid.to_string());
     assert!(read(&dir, "cgroup.events").contains("populated 1"));
     let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(membership.lines().any(|l| l == format!("0::{}", manager.path())), "{membership}");
+    assert!(
+        membership
+            .lines()
+            .any(|l| l == format!("0::{}", manager.path())),
+        "{membership}"
+    );
     guard.s(i).go();
     eventually("the loop to run", || proc_state(pid) == 'R');
 
@@ -612,7 +711,9 @@ fn v2_unified_procs_events_freeze_and_kill() {
     eventually("the loop to run again", || proc_state(pid) == 'R');
 
     // Real cpu.stat (a core file): the loop was charged.
-    eventually("cpu time to be charged", || guard.cgroup.stats().unwrap().cpu.usage.total > 0);
+    eventually("cpu time to be charged", || {
+        guard.cgroup.stats().unwrap().cpu.usage.total > 0
+    });
 
     // SIGTERM goes through freeze / signal / thaw.
     let j = guard.spawn_inside("read _");
@@ -629,15 +730,21 @@ fn v2_unified_procs_events_freeze_and_kill() {
     assert!(guard.cgroup.pids().unwrap().contains(&grandchild));
     guard.cgroup.kill_all(Signal::SIGKILL as i32).unwrap();
     assert_eq!(guard.s(k).wait().signal(), Some(Signal::SIGKILL as i32));
-    assert_eq!(guard.s(parent).wait().signal(), Some(Signal::SIGKILL as i32));
-    eventually("the cgroup to empty", || read(&dir, "cgroup.events").contains("populated 0"));
+    assert_eq!(
+        guard.s(parent).wait().signal(),
+        Some(Signal::SIGKILL as i32)
+    );
+    eventually("the cgroup to empty", || {
+        read(&dir, "cgroup.events").contains("populated 0")
+    });
 }
 
 #[test]
 fn v2_unified_device_program_blocks_dev_null_and_is_replaced() {
-    let Some((mut guard, manager)) =
-        v2_guard("v2_unified_device_program_blocks_dev_null_and_is_replaced", "bpf")
-    else {
+    let Some((mut guard, manager)) = v2_guard(
+        "v2_unified_device_program_blocks_dev_null_and_is_replaced",
+        "bpf",
+    ) else {
         return;
     };
     let i = guard.spawn_inside(&format!(
@@ -676,43 +783,60 @@ fn v2_unified_device_program_blocks_dev_null_and_is_replaced() {
         .unwrap();
     guard.s(i).go();
     assert_eq!(guard.s(i).line().as_deref(), Some("open"));
-    let j = guard.spawn_inside("read _; if (: >/dev/null) 2>&-; then echo open; else echo denied; fi");
+    let j =
+        guard.spawn_inside("read _; if (: >/dev/null) 2>&-; then echo open; else echo denied; fi");
     guard.s(j).go();
     assert_eq!(guard.s(j).line().as_deref(), Some("denied"));
 }
 
 #[test]
 fn v2_unified_limits_need_controllers_and_core_unified_keys_work() {
-    let Some((guard, manager)) = v2_guard("v2_unified_limits_need_controllers_and_core_unified_keys_work", "ctl")
-    else {
+    let Some((guard, manager)) = v2_guard(
+        "v2_unified_limits_need_controllers_and_core_unified_keys_work",
+        "ctl",
+    ) else {
         return;
     };
     let offered = read(&manager.dir(), "cgroup.controllers");
     if !offered.split_whitespace().any(|c| c == "memory") {
         let err = guard
             .cgroup
-            .apply(&resources(serde_json::json!({"memory": {"limit": 1048576}})))
+            .apply(&resources(
+                serde_json::json!({"memory": {"limit": 1048576}}),
+            ))
             .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("\"memory\"") && text.contains("cgroup.controllers"), "{text}");
-        assert!(matches!(guard.cgroup.oom_count(), Err(CgroupError::ReadFile { .. })));
+        assert!(
+            text.contains("\"memory\"") && text.contains("cgroup.controllers"),
+            "{text}"
+        );
+        assert!(matches!(
+            guard.cgroup.oom_count(),
+            Err(CgroupError::ReadFile { .. })
+        ));
     }
     guard
         .cgroup
-        .apply(&resources(serde_json::json!({"unified": {"cgroup.max.depth": "3"}})))
+        .apply(&resources(
+            serde_json::json!({"unified": {"cgroup.max.depth": "3"}}),
+        ))
         .unwrap();
     assert_eq!(read(&manager.dir(), "cgroup.max.depth"), "3");
     let err = guard
         .cgroup
-        .apply(&resources(serde_json::json!({"unified": {"../cgroup.procs": "1"}})))
+        .apply(&resources(
+            serde_json::json!({"unified": {"../cgroup.procs": "1"}}),
+        ))
         .unwrap_err();
     assert!(matches!(err, CgroupError::UnifiedKey { .. }), "{err}");
 }
 
 #[test]
 fn v2_unified_destroy_removes_nested_cgroups_and_is_idempotent() {
-    let Some((guard, manager)) = v2_guard("v2_unified_destroy_removes_nested_cgroups_and_is_idempotent", "rm")
-    else {
+    let Some((guard, manager)) = v2_guard(
+        "v2_unified_destroy_removes_nested_cgroups_and_is_idempotent",
+        "rm",
+    ) else {
         return;
     };
     std::fs::create_dir_all(manager.dir().join("inner/deeper")).unwrap();

@@ -154,21 +154,53 @@ pub struct BlkioEntry {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Blkio {
-    #[serde(default, rename = "ioServiceBytesRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioServiceBytesRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioServicedRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioServicedRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_serviced_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioQueueRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioQueueRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_queued_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioServiceTimeRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioServiceTimeRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_service_time_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioWaitTimeRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioWaitTimeRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_wait_time_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioMergedRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioMergedRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_merged_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioTimeRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioTimeRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_time_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "sectorsRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "sectorsRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub sectors_recursive: Vec<BlkioEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psi: Option<PsiStats>,
@@ -252,6 +284,7 @@ pub fn parse_psi(text: &str) -> Option<PsiStats> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
 

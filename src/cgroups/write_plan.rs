@@ -153,6 +153,7 @@ fn verify(dir: &Path, file: &str, value: &str, how: Verify) -> Result<(), Cgroup
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::cgroups::files::tests::tempdir;
@@ -175,9 +176,13 @@ mod tests {
                 ("blkio.bfq.weight".into(), "500".into()),
             ],
         );
-        let absent = FileWrite::new("hugetlb", "h", "hugetlb.2MB.rsvd.limit_in_bytes", "1").optional();
+        let absent =
+            FileWrite::new("hugetlb", "h", "hugetlb.2MB.rsvd.limit_in_bytes", "1").optional();
         execute(&[weight, absent], &dir_for).unwrap();
-        assert_eq!(fs::read_to_string(tmp.join("blkio.bfq.weight")).unwrap(), "500");
+        assert_eq!(
+            fs::read_to_string(tmp.join("blkio.bfq.weight")).unwrap(),
+            "500"
+        );
         assert!(!tmp.join("hugetlb.2MB.rsvd.limit_in_bytes").exists());
 
         execute(
@@ -235,7 +240,10 @@ mod tests {
             execute(&writes, &dir_for),
             Err(CgroupError::ControllerMissing { .. })
         ));
-        assert_eq!(fs::read_to_string(tmp.join("memory.limit_in_bytes")).unwrap(), "");
+        assert_eq!(
+            fs::read_to_string(tmp.join("memory.limit_in_bytes")).unwrap(),
+            ""
+        );
         fs::remove_dir_all(&tmp).unwrap();
     }
 }

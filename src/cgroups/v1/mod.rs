@@ -23,7 +23,14 @@ const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Hierarchies whose `cgroup.procs` lists the container's processes, in order of
 /// preference for [`CgroupManager::pids`] (the cgroup2 mount is preferred over all).
-const PROCS_PREFERENCE: &[&str] = &["pids", "freezer", "name=systemd", "devices", "memory", "cpu"];
+const PROCS_PREFERENCE: &[&str] = &[
+    "pids",
+    "freezer",
+    "name=systemd",
+    "devices",
+    "memory",
+    "cpu",
+];
 
 /// Manages one container's cgroup on a v1 (or hybrid) host: a directory of the same
 /// path in every mounted hierarchy, plus the cgroup2 mount if there is one.
@@ -49,7 +56,11 @@ impl V1Manager {
         self.mounts.v1_mount(controller).map(|m| m.dir(&self.path))
     }
 
-    fn require(&self, controller: &'static str, resource: &'static str) -> Result<PathBuf, CgroupError> {
+    fn require(
+        &self,
+        controller: &'static str,
+        resource: &'static str,
+    ) -> Result<PathBuf, CgroupError> {
         self.controller_dir(controller)
             .ok_or_else(|| CgroupError::ControllerMissing {
                 controller: controller.to_string(),
@@ -96,7 +107,11 @@ impl V1Manager {
         Ok(files::read(dir, "freezer.state")?.trim().to_string())
     }
 
-    fn set_freezer(&self, wanted: &'static str, operation: &'static str) -> Result<(), CgroupError> {
+    fn set_freezer(
+        &self,
+        wanted: &'static str,
+        operation: &'static str,
+    ) -> Result<(), CgroupError> {
         let dir = self.require("freezer", operation)?;
         let deadline = Instant::now() + FREEZE_TIMEOUT;
         let mut delay = Duration::from_millis(1);
@@ -205,7 +220,9 @@ impl CgroupManager for V1Manager {
     fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         let facts = self.facts(resources)?;
         let writes = resources::plan(resources, &facts)?;
-        execute(&writes, &|controller, field| self.require(controller, field))
+        execute(&writes, &|controller, field| {
+            self.require(controller, field)
+        })
     }
 
     fn freeze(&self) -> Result<(), CgroupError> {
@@ -286,6 +303,7 @@ impl CgroupManager for V1Manager {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::cgroups::files::tests::tempdir;
@@ -299,19 +317,47 @@ mod tests {
     }
 
     const FILES: &[(&str, &[&str])] = &[
-        ("cpu", &["cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.cfs_burst_us",
-                  "cpu.idle", "cpu.rt_period_us", "cpu.rt_runtime_us"]),
+        (
+            "cpu",
+            &[
+                "cpu.shares",
+                "cpu.cfs_period_us",
+                "cpu.cfs_quota_us",
+                "cpu.cfs_burst_us",
+                "cpu.idle",
+                "cpu.rt_period_us",
+                "cpu.rt_runtime_us",
+            ],
+        ),
         ("cpuset", &["cpuset.cpus", "cpuset.mems"]),
-        ("memory", &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes",
-                     "memory.soft_limit_in_bytes", "memory.kmem.limit_in_bytes",
-                     "memory.kmem.tcp.limit_in_bytes", "memory.swappiness", "memory.oom_control",
-                     "memory.use_hierarchy"]),
+        (
+            "memory",
+            &[
+                "memory.limit_in_bytes",
+                "memory.memsw.limit_in_bytes",
+                "memory.soft_limit_in_bytes",
+                "memory.kmem.limit_in_bytes",
+                "memory.kmem.tcp.limit_in_bytes",
+                "memory.swappiness",
+                "memory.oom_control",
+                "memory.use_hierarchy",
+            ],
+        ),
         ("devices", &["devices.allow", "devices.deny"]),
         ("pids", &["pids.max"]),
-        ("blkio", &["blkio.bfq.weight", "blkio.leaf_weight", "blkio.bfq.weight_device",
-                    "blkio.leaf_weight_device", "blkio.throttle.read_bps_device",
-                    "blkio.throttle.write_bps_device", "blkio.throttle.read_iops_device",
-                    "blkio.throttle.write_iops_device"]),
+        (
+            "blkio",
+            &[
+                "blkio.bfq.weight",
+                "blkio.leaf_weight",
+                "blkio.bfq.weight_device",
+                "blkio.leaf_weight_device",
+                "blkio.throttle.read_bps_device",
+                "blkio.throttle.write_bps_device",
+                "blkio.throttle.read_iops_device",
+                "blkio.throttle.write_iops_device",
+            ],
+        ),
         ("hugetlb", &["hugetlb.2MB.limit_in_bytes"]),
         ("net_cls", &["net_cls.classid"]),
         ("net_prio", &["net_prio.ifpriomap"]),
@@ -329,7 +375,11 @@ mod tests {
                 fs::create_dir_all(&dir).unwrap();
                 for name in *names {
                     // What the kernel shows in a fresh cgroup, where the code reads it.
-                    let initial = if name.ends_with("limit_in_bytes") { "9223372036854771712\n" } else { "" };
+                    let initial = if name.ends_with("limit_in_bytes") {
+                        "9223372036854771712\n"
+                    } else {
+                        ""
+                    };
                     fs::write(dir.join(name), initial).unwrap();
                 }
                 mounts.v1.push(V1Mount {
@@ -434,8 +484,14 @@ mod tests {
         .unwrap();
         let err = fx.manager.apply(&resources).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("\"hugetlb\"") && text.contains("hugepageLimits"), "{text}");
-        assert_eq!(fx.read("memory", "memory.limit_in_bytes"), "9223372036854771712\n");
+        assert!(
+            text.contains("\"hugetlb\"") && text.contains("hugepageLimits"),
+            "{text}"
+        );
+        assert_eq!(
+            fx.read("memory", "memory.limit_in_bytes"),
+            "9223372036854771712\n"
+        );
     }
 
     #[test]
@@ -445,9 +501,16 @@ mod tests {
             "blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}]}
         }))
         .unwrap();
-        fs::remove_file(fx.root.join("blkio/husk-test/c1/blkio.throttle.read_bps_device")).unwrap();
+        fs::remove_file(
+            fx.root
+                .join("blkio/husk-test/c1/blkio.throttle.read_bps_device"),
+        )
+        .unwrap();
         let text = fx.manager.apply(&resources).unwrap_err().to_string();
-        assert!(text.contains("blkio.throttle.read_bps_device") && text.contains("8:0 1000"), "{text}");
+        assert!(
+            text.contains("blkio.throttle.read_bps_device") && text.contains("8:0 1000"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -463,7 +526,10 @@ mod tests {
         }
         fs::write(root.join("a/cpuset.cpus"), "1\n").unwrap();
         init_cpuset_chain(&root, &leaf).unwrap();
-        assert_eq!(fs::read_to_string(root.join("a/cpuset.cpus")).unwrap(), "1\n");
+        assert_eq!(
+            fs::read_to_string(root.join("a/cpuset.cpus")).unwrap(),
+            "1\n"
+        );
         assert_eq!(fs::read_to_string(root.join("a/cpuset.mems")).unwrap(), "0");
         assert_eq!(fs::read_to_string(leaf.join("cpuset.cpus")).unwrap(), "1");
         assert_eq!(fs::read_to_string(leaf.join("cpuset.mems")).unwrap(), "0");

@@ -18,7 +18,10 @@ pub(crate) struct V1Facts {
 }
 
 /// The writes, in order, that apply `resources` on cgroup v1.
-pub(crate) fn plan(resources: &LinuxResources, facts: &V1Facts) -> Result<Vec<FileWrite>, CgroupError> {
+pub(crate) fn plan(
+    resources: &LinuxResources,
+    facts: &V1Facts,
+) -> Result<Vec<FileWrite>, CgroupError> {
     let mut writes = Vec::new();
     if let Some(cpu) = resources.cpu() {
         cpuset(cpu, &mut writes);
@@ -27,9 +30,18 @@ pub(crate) fn plan(resources: &LinuxResources, facts: &V1Facts) -> Result<Vec<Fi
         // Deny everything, then replay the rules in order: the kernel list then ends up
         // as "last matching rule wins".
         let rules = parse_rules(rules)?;
-        writes.push(FileWrite::new("devices", "linux.resources.devices", "devices.deny", "a"));
+        writes.push(FileWrite::new(
+            "devices",
+            "linux.resources.devices",
+            "devices.deny",
+            "a",
+        ));
         for rule in rules {
-            let file = if rule.allow { "devices.allow" } else { "devices.deny" };
+            let file = if rule.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
             writes.push(FileWrite::new(
                 "devices",
                 "linux.resources.devices",
@@ -50,7 +62,12 @@ pub(crate) fn plan(resources: &LinuxResources, facts: &V1Facts) -> Result<Vec<Fi
         } else {
             "max".to_string()
         };
-        writes.push(FileWrite::new("pids", "linux.resources.pids.limit", "pids.max", value));
+        writes.push(FileWrite::new(
+            "pids",
+            "linux.resources.pids.limit",
+            "pids.max",
+            value,
+        ));
     }
     if let Some(blkio) = resources.block_io() {
         blkio_writes(blkio, &mut writes);
@@ -66,8 +83,13 @@ pub(crate) fn plan(resources: &LinuxResources, facts: &V1Facts) -> Result<Vec<Fi
             value.clone(),
         ));
         writes.push(
-            FileWrite::new("hugetlb", field, format!("hugetlb.{size}.rsvd.limit_in_bytes"), value)
-                .optional(),
+            FileWrite::new(
+                "hugetlb",
+                field,
+                format!("hugetlb.{size}.rsvd.limit_in_bytes"),
+                value,
+            )
+            .optional(),
         );
     }
     if let Some(network) = resources.network() {
@@ -113,10 +135,20 @@ pub(crate) fn plan(resources: &LinuxResources, facts: &V1Facts) -> Result<Vec<Fi
 
 fn cpuset(cpu: &LinuxCpu, writes: &mut Vec<FileWrite>) {
     if let Some(cpus) = cpu.cpus().as_deref().filter(|c| !c.is_empty()) {
-        writes.push(FileWrite::new("cpuset", "linux.resources.cpu.cpus", "cpuset.cpus", cpus));
+        writes.push(FileWrite::new(
+            "cpuset",
+            "linux.resources.cpu.cpus",
+            "cpuset.cpus",
+            cpus,
+        ));
     }
     if let Some(mems) = cpu.mems().as_deref().filter(|m| !m.is_empty()) {
-        writes.push(FileWrite::new("cpuset", "linux.resources.cpu.mems", "cpuset.mems", mems));
+        writes.push(FileWrite::new(
+            "cpuset",
+            "linux.resources.cpu.mems",
+            "cpuset.mems",
+            mems,
+        ));
     }
 }
 
@@ -136,7 +168,11 @@ fn set(value: Option<i64>) -> Option<i64> {
     value.filter(|v| *v != 0)
 }
 
-fn memory_writes(memory: &LinuxMemory, facts: &V1Facts, writes: &mut Vec<FileWrite>) -> Result<(), CgroupError> {
+fn memory_writes(
+    memory: &LinuxMemory,
+    facts: &V1Facts,
+    writes: &mut Vec<FileWrite>,
+) -> Result<(), CgroupError> {
     const LIMIT: &str = "linux.resources.memory.limit";
     const SWAP: &str = "linux.resources.memory.swap";
     let limit = set(memory.limit());
@@ -163,7 +199,10 @@ fn memory_writes(memory: &LinuxMemory, facts: &V1Facts, writes: &mut Vec<FileWri
         .map(|v| FileWrite::new("memory", SWAP, "memory.memsw.limit_in_bytes", v));
     let swap_first = match (limit, swap) {
         (Some(_), Some(swap)) => {
-            swap == -1 || facts.memory_limit.is_some_and(|current| current < swap.unsigned_abs())
+            swap == -1
+                || facts
+                    .memory_limit
+                    .is_some_and(|current| current < swap.unsigned_abs())
         }
         _ => false,
     };
@@ -241,8 +280,13 @@ fn cpu_writes(cpu: &LinuxCpu, writes: &mut Vec<FileWrite>) -> Result<(), CgroupE
     if let Some(shares) = cpu.shares().filter(|s| *s != 0) {
         // The kernel clamps out-of-range shares silently; the read-back turns that into an error.
         writes.push(
-            FileWrite::new("cpu", "linux.resources.cpu.shares", "cpu.shares", shares.to_string())
-                .verified(Verify::Exact),
+            FileWrite::new(
+                "cpu",
+                "linux.resources.cpu.shares",
+                "cpu.shares",
+                shares.to_string(),
+            )
+            .verified(Verify::Exact),
         );
     }
     if let Some(period) = cpu.period().filter(|p| *p != 0) {
@@ -278,7 +322,12 @@ fn cpu_writes(cpu: &LinuxCpu, writes: &mut Vec<FileWrite>) -> Result<(), CgroupE
                 reason: "must be 0 or 1".to_string(),
             });
         }
-        writes.push(FileWrite::new("cpu", "linux.resources.cpu.idle", "cpu.idle", idle.to_string()));
+        writes.push(FileWrite::new(
+            "cpu",
+            "linux.resources.cpu.idle",
+            "cpu.idle",
+            idle.to_string(),
+        ));
     }
     // The period first: a runtime is validated against the period in force.
     if let Some(period) = cpu.realtime_period().filter(|p| *p != 0) {
@@ -345,7 +394,11 @@ fn blkio_writes(blkio: &LinuxBlockIo, writes: &mut Vec<FileWrite>) {
             ));
         }
     }
-    let throttles: [(&'static str, &'static str, &Option<Vec<LinuxThrottleDevice>>); 4] = [
+    let throttles: [(
+        &'static str,
+        &'static str,
+        &Option<Vec<LinuxThrottleDevice>>,
+    ); 4] = [
         (
             "linux.resources.blockIO.throttleReadBpsDevice",
             "blkio.throttle.read_bps_device",
@@ -397,13 +450,19 @@ pub(crate) fn rdma_writes(
             line.push_str(&format!(" hca_object={objects}"));
         }
         if line != *name {
-            writes.push(FileWrite::new("rdma", "linux.resources.rdma", "rdma.max", line));
+            writes.push(FileWrite::new(
+                "rdma",
+                "linux.resources.rdma",
+                "rdma.max",
+                line,
+            ));
         }
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -442,7 +501,14 @@ mod tests {
             "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
             "rdma": {"mlx5_0": {"hcaHandles": 3, "hcaObjects": 1000}}
         }));
-        let writes = plan(&r, &V1Facts { memory_limit: Some(u64::MAX >> 1), memory_usage: None }).unwrap();
+        let writes = plan(
+            &r,
+            &V1Facts {
+                memory_limit: Some(u64::MAX >> 1),
+                memory_usage: None,
+            },
+        )
+        .unwrap();
         assert_eq!(
             lines(&writes),
             [
@@ -492,17 +558,34 @@ mod tests {
     fn memory_and_swap_order_follows_current_limit() {
         let r = resources(serde_json::json!({"memory": {"limit": 100 << 20, "swap": 200 << 20}}));
         // Raising above the current limit: memory+swap first.
-        let writes = plan(&r, &V1Facts { memory_limit: Some(50 << 20), memory_usage: None }).unwrap();
+        let writes = plan(
+            &r,
+            &V1Facts {
+                memory_limit: Some(50 << 20),
+                memory_usage: None,
+            },
+        )
+        .unwrap();
         assert_eq!(writes[0].first().0, "memory.memsw.limit_in_bytes");
         // Lowering: memory first.
-        let writes = plan(&r, &V1Facts { memory_limit: Some(500 << 20), memory_usage: None }).unwrap();
+        let writes = plan(
+            &r,
+            &V1Facts {
+                memory_limit: Some(500 << 20),
+                memory_usage: None,
+            },
+        )
+        .unwrap();
         assert_eq!(writes[0].first().0, "memory.limit_in_bytes");
         // Unlimited memory implies unlimited memory+swap, written first.
         let r = resources(serde_json::json!({"memory": {"limit": -1}}));
         let writes = plan(&r, &V1Facts::default()).unwrap();
         assert_eq!(
             lines(&writes),
-            ["memory/memory.memsw.limit_in_bytes=-1", "memory/memory.limit_in_bytes=-1"]
+            [
+                "memory/memory.memsw.limit_in_bytes=-1",
+                "memory/memory.limit_in_bytes=-1"
+            ]
         );
     }
 
@@ -517,11 +600,33 @@ mod tests {
             serde_json::json!({"devices": [{"allow": true, "type": "p", "access": "r"}]}),
             serde_json::json!({"network": {"priorities": [{"name": "", "priority": 1}]}}),
         ] {
-            assert!(plan(&resources(bad.clone()), &V1Facts::default()).is_err(), "{bad}");
+            assert!(
+                plan(&resources(bad.clone()), &V1Facts::default()).is_err(),
+                "{bad}"
+            );
         }
-        let r = resources(serde_json::json!({"memory": {"limit": 1000, "checkBeforeUpdate": true}}));
-        assert!(plan(&r, &V1Facts { memory_limit: None, memory_usage: Some(5000) }).is_err());
-        assert!(plan(&r, &V1Facts { memory_limit: None, memory_usage: Some(500) }).is_ok());
+        let r =
+            resources(serde_json::json!({"memory": {"limit": 1000, "checkBeforeUpdate": true}}));
+        assert!(
+            plan(
+                &r,
+                &V1Facts {
+                    memory_limit: None,
+                    memory_usage: Some(5000)
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            plan(
+                &r,
+                &V1Facts {
+                    memory_limit: None,
+                    memory_usage: Some(500)
+                }
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -529,8 +634,14 @@ mod tests {
         let r = resources(serde_json::json!({
             "memory": {"limit": 0, "swap": 0}, "cpu": {"shares": 0, "quota": 0, "period": 0},
             "pids": {"limit": 0}}));
-        assert_eq!(lines(&plan(&r, &V1Facts::default()).unwrap()), ["pids/pids.max=max"]);
+        assert_eq!(
+            lines(&plan(&r, &V1Facts::default()).unwrap()),
+            ["pids/pids.max=max"]
+        );
         let r = resources(serde_json::json!({"cpu": {"quota": -5}}));
-        assert_eq!(lines(&plan(&r, &V1Facts::default()).unwrap()), ["cpu/cpu.cfs_quota_us=-1"]);
+        assert_eq!(
+            lines(&plan(&r, &V1Facts::default()).unwrap()),
+            ["cpu/cpu.cfs_quota_us=-1"]
+        );
     }
 }

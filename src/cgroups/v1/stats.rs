@@ -6,7 +6,9 @@ use std::path::Path;
 use crate::cgroups::convert::parse_cpu_list;
 use crate::cgroups::error::CgroupError;
 use crate::cgroups::files::{self, parse_error, read_flat_keyed, read_optional, read_u64_optional};
-use crate::cgroups::stats::{BlkioEntry, CpuSet, CpuUsage, Hugetlb, MemoryEntry, Stats, Throttling};
+use crate::cgroups::stats::{
+    BlkioEntry, CpuSet, CpuUsage, Hugetlb, MemoryEntry, Stats, Throttling,
+};
 
 /// Nanoseconds per USER_HZ tick (`cpuacct.stat` is in ticks; USER_HZ is 100 on Linux).
 const NANOS_PER_TICK: u64 = 1_000_000_000 / 100;
@@ -14,7 +16,8 @@ const NANOS_PER_TICK: u64 = 1_000_000_000 / 100;
 pub(crate) fn cpuacct(dir: &Path, usage: &mut CpuUsage) -> Result<(), CgroupError> {
     usage.total = read_u64_optional(dir, "cpuacct.usage")?.unwrap_or(0);
     if let Some(text) = read_optional(dir, "cpuacct.usage_percpu")? {
-        usage.percpu = parse_numbers(&text).ok_or_else(|| parse_error(dir, "cpuacct.usage_percpu", &text))?;
+        usage.percpu =
+            parse_numbers(&text).ok_or_else(|| parse_error(dir, "cpuacct.usage_percpu", &text))?;
     }
     if let Some(text) = read_optional(dir, "cpuacct.usage_all")? {
         let (user, kernel) =
@@ -129,11 +132,20 @@ fn blkio_file(dir: &Path, file: &str) -> Result<Vec<BlkioEntry>, CgroupError> {
 pub(crate) fn blkio(dir: &Path, stats: &mut Stats) -> Result<(), CgroupError> {
     let b = &mut stats.blkio;
     let cfq = [
-        ("blkio.io_service_bytes_recursive", &mut b.io_service_bytes_recursive),
+        (
+            "blkio.io_service_bytes_recursive",
+            &mut b.io_service_bytes_recursive,
+        ),
         ("blkio.io_serviced_recursive", &mut b.io_serviced_recursive),
         ("blkio.io_queued_recursive", &mut b.io_queued_recursive),
-        ("blkio.io_service_time_recursive", &mut b.io_service_time_recursive),
-        ("blkio.io_wait_time_recursive", &mut b.io_wait_time_recursive),
+        (
+            "blkio.io_service_time_recursive",
+            &mut b.io_service_time_recursive,
+        ),
+        (
+            "blkio.io_wait_time_recursive",
+            &mut b.io_wait_time_recursive,
+        ),
         ("blkio.io_merged_recursive", &mut b.io_merged_recursive),
         ("blkio.time_recursive", &mut b.io_time_recursive),
         ("blkio.sectors_recursive", &mut b.sectors_recursive),
@@ -147,7 +159,8 @@ pub(crate) fn blkio(dir: &Path, stats: &mut Stats) -> Result<(), CgroupError> {
         return Ok(());
     }
     for prefix in ["blkio.bfq", "blkio.throttle"] {
-        b.io_service_bytes_recursive = blkio_file(dir, &format!("{prefix}.io_service_bytes_recursive"))?;
+        b.io_service_bytes_recursive =
+            blkio_file(dir, &format!("{prefix}.io_service_bytes_recursive"))?;
         b.io_serviced_recursive = blkio_file(dir, &format!("{prefix}.io_serviced_recursive"))?;
         if !b.io_service_bytes_recursive.is_empty() || !b.io_serviced_recursive.is_empty() {
             return Ok(());
@@ -164,7 +177,8 @@ pub(crate) fn hugetlb(dir: &Path, sizes: &[String], stats: &mut Stats) -> Result
             size.clone(),
             Hugetlb {
                 usage,
-                max: read_u64_optional(dir, &format!("hugetlb.{size}.max_usage_in_bytes"))?.unwrap_or(0),
+                max: read_u64_optional(dir, &format!("hugetlb.{size}.max_usage_in_bytes"))?
+                    .unwrap_or(0),
                 failcnt: read_u64_optional(dir, &format!("hugetlb.{size}.failcnt"))?.unwrap_or(0),
             },
         );
@@ -179,7 +193,8 @@ pub(crate) fn cpuset(dir: &Path, out: &mut CpuSet) -> Result<(), CgroupError> {
             Some(text) => parse_cpu_list(&text).ok_or_else(|| parse_error(dir, file, &text)),
         }
     };
-    let flag = |file: &str| -> Result<u64, CgroupError> { Ok(read_u64_optional(dir, file)?.unwrap_or(0)) };
+    let flag =
+        |file: &str| -> Result<u64, CgroupError> { Ok(read_u64_optional(dir, file)?.unwrap_or(0)) };
     out.cpus = list("cpuset.cpus")?;
     out.mems = list("cpuset.mems")?;
     out.cpu_exclusive = flag("cpuset.cpu_exclusive")?;
@@ -210,6 +225,7 @@ pub(crate) fn oom_kills(dir: &Path) -> Result<u64, CgroupError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::cgroups::files::tests::tempdir;
@@ -230,9 +246,17 @@ mod tests {
         let cpu = tempdir("v1stats-cpu");
         fs::write(cpu.join("cpuacct.usage"), "3000\n").unwrap();
         fs::write(cpu.join("cpuacct.usage_percpu"), "1000 2000 \n").unwrap();
-        fs::write(cpu.join("cpuacct.usage_all"), "cpu user system\n0 600 400\n1 1500 500\n").unwrap();
+        fs::write(
+            cpu.join("cpuacct.usage_all"),
+            "cpu user system\n0 600 400\n1 1500 500\n",
+        )
+        .unwrap();
         fs::write(cpu.join("cpuacct.stat"), "user 2\nsystem 1\n").unwrap();
-        fs::write(cpu.join("cpu.stat"), "nr_periods 4\nnr_throttled 2\nthrottled_time 99\n").unwrap();
+        fs::write(
+            cpu.join("cpu.stat"),
+            "nr_periods 4\nnr_throttled 2\nthrottled_time 99\n",
+        )
+        .unwrap();
         let mut stats = Stats::default();
         cpuacct(&cpu, &mut stats.cpu.usage).unwrap();
         cpu_throttling(&cpu, &mut stats);
@@ -256,7 +280,10 @@ mod tests {
             ("memory.failcnt", "3"),
             ("memory.memsw.usage_in_bytes", "8192"),
             ("memory.stat", "cache 4096\nrss 4096\n"),
-            ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            (
+                "memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+            ),
             ("pids.current", "4"),
             ("pids.max", "max"),
         ] {
@@ -275,13 +302,21 @@ mod tests {
         assert_eq!((stats.pids.current, stats.pids.limit), (4, 0));
 
         let blk = tempdir("v1stats-blk");
-        fs::write(blk.join("blkio.bfq.io_service_bytes_recursive"), "Total 0\n").unwrap();
+        fs::write(
+            blk.join("blkio.bfq.io_service_bytes_recursive"),
+            "Total 0\n",
+        )
+        .unwrap();
         fs::write(
             blk.join("blkio.throttle.io_service_bytes_recursive"),
             "254:0 Read 512\n254:0 Write 0\nTotal 512\n",
         )
         .unwrap();
-        fs::write(blk.join("blkio.throttle.io_serviced_recursive"), "254:0 Read 1\n").unwrap();
+        fs::write(
+            blk.join("blkio.throttle.io_serviced_recursive"),
+            "254:0 Read 1\n",
+        )
+        .unwrap();
         fs::write(blk.join("hugetlb.2MB.usage_in_bytes"), "2097152").unwrap();
         fs::write(blk.join("hugetlb.2MB.failcnt"), "1").unwrap();
         fs::write(blk.join("cpuset.cpus"), "0-1\n").unwrap();

@@ -18,7 +18,9 @@ use super::mountinfo::{CgroupMounts, V2Mount};
 use super::path::CgroupPath;
 use super::stats::Stats;
 use super::write_plan::execute;
-use super::{CgroupManager, ControllerDir, Hierarchy, bpf_attach, files, hugepage_sizes, signal_each};
+use super::{
+    CgroupManager, ControllerDir, Hierarchy, bpf_attach, files, hugepage_sizes, signal_each,
+};
 use resources::V2Facts;
 
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,7 +119,10 @@ impl V2Manager {
         {
             facts.cpu_max_quota = text.split_whitespace().next().map(str::to_string);
         }
-        if resources.memory().is_some_and(|m| m.check_before_update() == Some(true)) {
+        if resources
+            .memory()
+            .is_some_and(|m| m.check_before_update() == Some(true))
+        {
             facts.memory_usage = files::read_u64_optional(&dir, "memory.current")?;
         }
         Ok(facts)
@@ -147,7 +152,9 @@ impl V2Manager {
                     operation,
                     path: dir.join("cgroup.events"),
                     wanted: if frozen { "frozen 1" } else { "frozen 0" },
-                    seen: seen.map_or("no frozen key".to_string(), |f| format!("frozen {}", u8::from(f))),
+                    seen: seen.map_or("no frozen key".to_string(), |f| {
+                        format!("frozen {}", u8::from(f))
+                    }),
                 });
             }
             sleep(delay);
@@ -206,42 +213,44 @@ impl CgroupManager for V2Manager {
 
     fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         // Validate and compile everything before the first write.
-        let program = match resources.devices() {
-            Some(rules) => Some(
-                bpf_program::compile(&parse_rules(rules)?).map_err(|reason| CgroupError::DeviceRule {
-                    rule: format!("{} rules", rules.len()),
-                    reason,
-                })?,
-            ),
-            None => None,
-        };
+        let program =
+            match resources.devices() {
+                Some(rules) => Some(bpf_program::compile(&parse_rules(rules)?).map_err(
+                    |reason| CgroupError::DeviceRule {
+                        rule: format!("{} rules", rules.len()),
+                        reason,
+                    },
+                )?),
+                None => None,
+            };
         let facts = self.facts(resources)?;
         let writes = resources::plan(resources, &facts)?;
         let dir = self.dir();
         let available: OnceCell<Result<Vec<String>, String>> = OnceCell::new();
-        let dir_for = |controller: &'static str, field: &'static str| -> Result<PathBuf, CgroupError> {
-            if controller.is_empty() {
-                return Ok(dir.clone());
-            }
-            let list = available.get_or_init(|| {
-                files::read(&dir, "cgroup.controllers")
-                    .map(|text| text.split_whitespace().map(str::to_string).collect())
-                    .map_err(|e| super::error::error_chain(&e))
-            });
-            let present = match list {
-                Ok(list) => list.iter().any(|c| c == controller),
-                Err(_) => false,
+        let dir_for =
+            |controller: &'static str, field: &'static str| -> Result<PathBuf, CgroupError> {
+                if controller.is_empty() {
+                    return Ok(dir.clone());
+                }
+                let list = available.get_or_init(|| {
+                    files::read(&dir, "cgroup.controllers")
+                        .map(|text| text.split_whitespace().map(str::to_string).collect())
+                        .map_err(|e| super::error::error_chain(&e))
+                });
+                let present = match list {
+                    Ok(list) => list.iter().any(|c| c == controller),
+                    Err(_) => false,
+                };
+                if present {
+                    Ok(dir.clone())
+                } else {
+                    Err(CgroupError::ControllerMissing {
+                        controller: controller.to_string(),
+                        resource: field.to_string(),
+                        where_: format!(" in {}", dir.join("cgroup.controllers").display()),
+                    })
+                }
             };
-            if present {
-                Ok(dir.clone())
-            } else {
-                Err(CgroupError::ControllerMissing {
-                    controller: controller.to_string(),
-                    resource: field.to_string(),
-                    where_: format!(" in {}", dir.join("cgroup.controllers").display()),
-                })
-            }
-        };
         execute(&writes, &dir_for)?;
         if let Some(program) = program {
             let prog = bpf_attach::load(&program)?;
@@ -260,7 +269,8 @@ impl CgroupManager for V2Manager {
 
     fn is_frozen(&self) -> Result<bool, CgroupError> {
         let dir = self.dir();
-        Self::frozen_state(&dir)?.ok_or_else(|| files::parse_error(&dir, "cgroup.events", "no frozen key"))
+        Self::frozen_state(&dir)?
+            .ok_or_else(|| files::parse_error(&dir, "cgroup.events", "no frozen key"))
     }
 
     fn pids(&self) -> Result<Vec<i32>, CgroupError> {
@@ -298,6 +308,7 @@ impl CgroupManager for V2Manager {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::cgroups::files::tests::tempdir;
@@ -315,9 +326,23 @@ mod tests {
     }
 
     const LEAF_FILES: &[&str] = &[
-        "cgroup.procs", "cgroup.freeze", "cgroup.events", "cpuset.cpus", "cpuset.mems",
-        "memory.max", "memory.swap.max", "memory.low", "memory.high", "cpu.weight", "cpu.max",
-        "cpu.max.burst", "cpu.idle", "pids.max", "io.weight", "io.max", "hugetlb.2MB.max",
+        "cgroup.procs",
+        "cgroup.freeze",
+        "cgroup.events",
+        "cpuset.cpus",
+        "cpuset.mems",
+        "memory.max",
+        "memory.swap.max",
+        "memory.low",
+        "memory.high",
+        "cpu.weight",
+        "cpu.max",
+        "cpu.max.burst",
+        "cpu.idle",
+        "pids.max",
+        "io.weight",
+        "io.max",
+        "hugetlb.2MB.max",
         "rdma.max",
     ];
 
@@ -398,13 +423,16 @@ mod tests {
         .unwrap();
         let text = fx.manager.apply(&resources).unwrap_err().to_string();
         assert!(
-            text.contains("\"memory\"") && text.contains("cgroup.controllers") && text.contains("memory.limit"),
+            text.contains("\"memory\"")
+                && text.contains("cgroup.controllers")
+                && text.contains("memory.limit"),
             "{text}"
         );
         assert_eq!(read(&fx, "pids.max"), "");
         // A unified key for a missing controller is refused the same way.
         let resources: LinuxResources =
-            serde_json::from_value(serde_json::json!({"unified": {"io.max": "8:0 rbps=1"}})).unwrap();
+            serde_json::from_value(serde_json::json!({"unified": {"io.max": "8:0 rbps=1"}}))
+                .unwrap();
         assert!(matches!(
             fx.manager.apply(&resources),
             Err(CgroupError::ControllerMissing { .. })
@@ -426,21 +454,33 @@ mod tests {
             .with_controller_policy(ControllerPolicy::Only(vec!["memory".into(), "io".into()]));
         manager.create().unwrap();
         assert!(manager.dir().is_dir());
-        assert_eq!(fs::read_to_string(fx.root.join("cgroup.subtree_control")).unwrap(), "+memory");
+        assert_eq!(
+            fs::read_to_string(fx.root.join("cgroup.subtree_control")).unwrap(),
+            "+memory"
+        );
         assert_eq!(
             fs::read_to_string(fx.root.join("husk-test/cgroup.subtree_control")).unwrap(),
             "+memory"
         );
-        let none = fx.manager.clone().with_controller_policy(ControllerPolicy::Only(vec![]));
+        let none = fx
+            .manager
+            .clone()
+            .with_controller_policy(ControllerPolicy::Only(vec![]));
         fs::write(fx.root.join("cgroup.subtree_control"), "").unwrap();
         none.create().unwrap();
-        assert_eq!(fs::read_to_string(fx.root.join("cgroup.subtree_control")).unwrap(), "");
+        assert_eq!(
+            fs::read_to_string(fx.root.join("cgroup.subtree_control")).unwrap(),
+            ""
+        );
     }
 
     #[test]
     fn dirs_and_clone_target() {
         let fx = fixture("v2-dirs", "");
-        assert_eq!(fx.manager.clone_into_dir().unwrap(), fx.root.join("husk-test/c1"));
+        assert_eq!(
+            fx.manager.clone_into_dir().unwrap(),
+            fx.root.join("husk-test/c1")
+        );
         assert_eq!(fx.manager.dirs()[0].mount_point, fx.root);
     }
 }

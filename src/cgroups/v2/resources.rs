@@ -4,7 +4,8 @@
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources, LinuxThrottleDevice};
 
 use crate::cgroups::convert::{
-    blkio_weight_to_io_weight, cpu_shares_to_weight, hugepage_size_name, memory_swap_to_v2, v2_limit,
+    blkio_weight_to_io_weight, cpu_shares_to_weight, hugepage_size_name, memory_swap_to_v2,
+    v2_limit,
 };
 use crate::cgroups::error::CgroupError;
 use crate::cgroups::v1::resources::rdma_writes;
@@ -31,14 +32,27 @@ fn unsupported(field: &'static str, value: impl ToString, reason: &'static str) 
 
 /// The writes, in order, that apply `resources` on cgroup v2 (`unified` last, so its
 /// values win).
-pub(crate) fn plan(resources: &LinuxResources, facts: &V2Facts) -> Result<Vec<FileWrite>, CgroupError> {
+pub(crate) fn plan(
+    resources: &LinuxResources,
+    facts: &V2Facts,
+) -> Result<Vec<FileWrite>, CgroupError> {
     let mut writes = Vec::new();
     if let Some(cpu) = resources.cpu() {
         if let Some(cpus) = cpu.cpus().as_deref().filter(|c| !c.is_empty()) {
-            writes.push(FileWrite::new("cpuset", "linux.resources.cpu.cpus", "cpuset.cpus", cpus));
+            writes.push(FileWrite::new(
+                "cpuset",
+                "linux.resources.cpu.cpus",
+                "cpuset.cpus",
+                cpus,
+            ));
         }
         if let Some(mems) = cpu.mems().as_deref().filter(|m| !m.is_empty()) {
-            writes.push(FileWrite::new("cpuset", "linux.resources.cpu.mems", "cpuset.mems", mems));
+            writes.push(FileWrite::new(
+                "cpuset",
+                "linux.resources.cpu.mems",
+                "cpuset.mems",
+                mems,
+            ));
         }
     }
     if let Some(memory) = resources.memory() {
@@ -53,7 +67,12 @@ pub(crate) fn plan(resources: &LinuxResources, facts: &V2Facts) -> Result<Vec<Fi
         } else {
             "max".to_string()
         };
-        writes.push(FileWrite::new("pids", "linux.resources.pids.limit", "pids.max", value));
+        writes.push(FileWrite::new(
+            "pids",
+            "linux.resources.pids.limit",
+            "pids.max",
+            value,
+        ));
     }
     if let Some(blkio) = resources.block_io() {
         io_writes(blkio, &mut writes)?;
@@ -62,8 +81,15 @@ pub(crate) fn plan(resources: &LinuxResources, facts: &V2Facts) -> Result<Vec<Fi
         let size = hugepage_size_name(limit.page_size())?;
         let field = "linux.resources.hugepageLimits";
         let value = v2_limit(limit.limit());
-        writes.push(FileWrite::new("hugetlb", field, format!("hugetlb.{size}.max"), value.clone()));
-        writes.push(FileWrite::new("hugetlb", field, format!("hugetlb.{size}.rsvd.max"), value).optional());
+        writes.push(FileWrite::new(
+            "hugetlb",
+            field,
+            format!("hugetlb.{size}.max"),
+            value.clone(),
+        ));
+        writes.push(
+            FileWrite::new("hugetlb", field, format!("hugetlb.{size}.rsvd.max"), value).optional(),
+        );
     }
     if let Some(network) = resources.network() {
         if let Some(class_id) = network.class_id() {
@@ -89,7 +115,12 @@ pub(crate) fn plan(resources: &LinuxResources, facts: &V2Facts) -> Result<Vec<Fi
         entries.sort();
         for (key, value) in entries {
             let controller = unified_controller(key)?;
-            writes.push(FileWrite::new(controller, "linux.resources.unified", key.clone(), value.clone()));
+            writes.push(FileWrite::new(
+                controller,
+                "linux.resources.unified",
+                key.clone(),
+                value.clone(),
+            ));
         }
     }
     Ok(writes)
@@ -108,8 +139,13 @@ pub(crate) fn unified_controller(key: &str) -> Result<&'static str, CgroupError>
     let Some((prefix, _)) = key.split_once('.') else {
         return Err(reject("must look like <controller>.<file>"));
     };
-    if matches!(key, "cgroup.procs" | "cgroup.threads" | "cgroup.subtree_control" | "cgroup.kill") {
-        return Err(reject("moves processes or changes the tree; not a resource limit"));
+    if matches!(
+        key,
+        "cgroup.procs" | "cgroup.threads" | "cgroup.subtree_control" | "cgroup.kill"
+    ) {
+        return Err(reject(
+            "moves processes or changes the tree; not a resource limit",
+        ));
     }
     Ok(match prefix {
         "cgroup" => "",
@@ -126,7 +162,11 @@ pub(crate) fn unified_controller(key: &str) -> Result<&'static str, CgroupError>
     })
 }
 
-fn memory_writes(memory: &LinuxMemory, facts: &V2Facts, writes: &mut Vec<FileWrite>) -> Result<(), CgroupError> {
+fn memory_writes(
+    memory: &LinuxMemory,
+    facts: &V2Facts,
+    writes: &mut Vec<FileWrite>,
+) -> Result<(), CgroupError> {
     const LIMIT: &str = "linux.resources.memory.limit";
     let limit = memory.limit().filter(|l| *l != 0);
     if let Some(l) = limit.filter(|l| *l < -1) {
@@ -151,10 +191,20 @@ fn memory_writes(memory: &LinuxMemory, facts: &V2Facts, writes: &mut Vec<FileWri
     // its value is derived from both, so validate it before writing anything.
     let swap = memory_swap_to_v2(memory.swap().filter(|s| *s != 0), limit)?;
     if let Some(limit) = limit {
-        writes.push(FileWrite::new("memory", LIMIT, "memory.max", v2_limit(limit)));
+        writes.push(FileWrite::new(
+            "memory",
+            LIMIT,
+            "memory.max",
+            v2_limit(limit),
+        ));
     }
     if let Some(swap) = swap {
-        writes.push(FileWrite::new("memory", "linux.resources.memory.swap", "memory.swap.max", swap));
+        writes.push(FileWrite::new(
+            "memory",
+            "linux.resources.memory.swap",
+            "memory.swap.max",
+            swap,
+        ));
     }
     if let Some(reservation) = memory.reservation().filter(|r| *r != 0) {
         writes.push(FileWrite::new(
@@ -204,7 +254,11 @@ fn memory_writes(memory: &LinuxMemory, facts: &V2Facts, writes: &mut Vec<FileWri
     Ok(())
 }
 
-fn cpu_writes(cpu: &LinuxCpu, facts: &V2Facts, writes: &mut Vec<FileWrite>) -> Result<(), CgroupError> {
+fn cpu_writes(
+    cpu: &LinuxCpu,
+    facts: &V2Facts,
+    writes: &mut Vec<FileWrite>,
+) -> Result<(), CgroupError> {
     if let Some(shares) = cpu.shares().filter(|s| *s != 0) {
         writes.push(FileWrite::new(
             "cpu",
@@ -215,21 +269,40 @@ fn cpu_writes(cpu: &LinuxCpu, facts: &V2Facts, writes: &mut Vec<FileWrite>) -> R
     }
     let quota = cpu.quota().filter(|q| *q != 0);
     let period = cpu.period().filter(|p| *p != 0);
-    let quota_text = |q: i64| if q < 0 { "max".to_string() } else { q.to_string() };
+    let quota_text = |q: i64| {
+        if q < 0 {
+            "max".to_string()
+        } else {
+            q.to_string()
+        }
+    };
     let cpu_max = match (quota, period) {
         (Some(q), Some(p)) => Some(format!("{} {p}", quota_text(q))),
         (Some(q), None) => Some(quota_text(q)),
         (None, Some(p)) => {
-            let current = facts.cpu_max_quota.clone().unwrap_or_else(|| "max".to_string());
+            let current = facts
+                .cpu_max_quota
+                .clone()
+                .unwrap_or_else(|| "max".to_string());
             Some(format!("{current} {p}"))
         }
         (None, None) => None,
     };
     if let Some(value) = cpu_max {
-        writes.push(FileWrite::new("cpu", "linux.resources.cpu.quota", "cpu.max", value));
+        writes.push(FileWrite::new(
+            "cpu",
+            "linux.resources.cpu.quota",
+            "cpu.max",
+            value,
+        ));
     }
     if let Some(burst) = cpu.burst() {
-        writes.push(FileWrite::new("cpu", "linux.resources.cpu.burst", "cpu.max.burst", burst.to_string()));
+        writes.push(FileWrite::new(
+            "cpu",
+            "linux.resources.cpu.burst",
+            "cpu.max.burst",
+            burst.to_string(),
+        ));
     }
     if let Some(idle) = cpu.idle() {
         if !(0..=1).contains(&idle) {
@@ -239,7 +312,12 @@ fn cpu_writes(cpu: &LinuxCpu, facts: &V2Facts, writes: &mut Vec<FileWrite>) -> R
                 reason: "must be 0 or 1".to_string(),
             });
         }
-        writes.push(FileWrite::new("cpu", "linux.resources.cpu.idle", "cpu.idle", idle.to_string()));
+        writes.push(FileWrite::new(
+            "cpu",
+            "linux.resources.cpu.idle",
+            "cpu.idle",
+            idle.to_string(),
+        ));
     }
     if let Some(runtime) = cpu.realtime_runtime().filter(|r| *r != 0) {
         return Err(unsupported(
@@ -266,7 +344,10 @@ fn io_writes(blkio: &LinuxBlockIo, writes: &mut Vec<FileWrite>) -> Result<(), Cg
             "linux.resources.blockIO.weight",
             vec![
                 ("io.bfq.weight".into(), weight.to_string()),
-                ("io.weight".into(), format!("default {}", blkio_weight_to_io_weight(weight)?)),
+                (
+                    "io.weight".into(),
+                    format!("default {}", blkio_weight_to_io_weight(weight)?),
+                ),
             ],
         ));
     }
@@ -292,16 +373,39 @@ fn io_writes(blkio: &LinuxBlockIo, writes: &mut Vec<FileWrite>) -> Result<(), Cg
                 "linux.resources.blockIO.weightDevice",
                 vec![
                     ("io.bfq.weight".into(), format!("{device} {weight}")),
-                    ("io.weight".into(), format!("{device} {}", blkio_weight_to_io_weight(weight)?)),
+                    (
+                        "io.weight".into(),
+                        format!("{device} {}", blkio_weight_to_io_weight(weight)?),
+                    ),
                 ],
             ));
         }
     }
-    let throttles: [(&'static str, &'static str, &Option<Vec<LinuxThrottleDevice>>); 4] = [
-        ("linux.resources.blockIO.throttleReadBpsDevice", "rbps", blkio.throttle_read_bps_device()),
-        ("linux.resources.blockIO.throttleWriteBpsDevice", "wbps", blkio.throttle_write_bps_device()),
-        ("linux.resources.blockIO.throttleReadIOPSDevice", "riops", blkio.throttle_read_iops_device()),
-        ("linux.resources.blockIO.throttleWriteIOPSDevice", "wiops", blkio.throttle_write_iops_device()),
+    let throttles: [(
+        &'static str,
+        &'static str,
+        &Option<Vec<LinuxThrottleDevice>>,
+    ); 4] = [
+        (
+            "linux.resources.blockIO.throttleReadBpsDevice",
+            "rbps",
+            blkio.throttle_read_bps_device(),
+        ),
+        (
+            "linux.resources.blockIO.throttleWriteBpsDevice",
+            "wbps",
+            blkio.throttle_write_bps_device(),
+        ),
+        (
+            "linux.resources.blockIO.throttleReadIOPSDevice",
+            "riops",
+            blkio.throttle_read_iops_device(),
+        ),
+        (
+            "linux.resources.blockIO.throttleWriteIOPSDevice",
+            "wiops",
+            blkio.throttle_write_iops_device(),
+        ),
     ];
     for (field, key, list) in throttles {
         for dev in list.iter().flatten() {
@@ -323,6 +427,7 @@ fn io_writes(blkio: &LinuxBlockIo, writes: &mut Vec<FileWrite>) -> Result<(), Cg
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -385,8 +490,14 @@ mod tests {
                 "memory/memory.high=50000000",
             ]
         );
-        assert_eq!(writes[10].candidates[1], ("io.weight".to_string(), "default 4950".to_string()));
-        assert_eq!(writes[11].candidates[1], ("io.weight".to_string(), "8:0 10000".to_string()));
+        assert_eq!(
+            writes[10].candidates[1],
+            ("io.weight".to_string(), "default 4950".to_string())
+        );
+        assert_eq!(
+            writes[11].candidates[1],
+            ("io.weight".to_string(), "8:0 10000".to_string())
+        );
     }
 
     #[test]
@@ -396,10 +507,19 @@ mod tests {
             cpu_max_quota: Some("20000".into()),
             memory_usage: None,
         };
-        assert_eq!(lines(&plan(&r, &facts).unwrap()), ["cpu/cpu.max=20000 50000"]);
-        assert_eq!(lines(&plan(&r, &V2Facts::default()).unwrap()), ["cpu/cpu.max=max 50000"]);
+        assert_eq!(
+            lines(&plan(&r, &facts).unwrap()),
+            ["cpu/cpu.max=20000 50000"]
+        );
+        assert_eq!(
+            lines(&plan(&r, &V2Facts::default()).unwrap()),
+            ["cpu/cpu.max=max 50000"]
+        );
         let r = resources(serde_json::json!({"cpu": {"quota": -1}}));
-        assert_eq!(lines(&plan(&r, &V2Facts::default()).unwrap()), ["cpu/cpu.max=max"]);
+        assert_eq!(
+            lines(&plan(&r, &V2Facts::default()).unwrap()),
+            ["cpu/cpu.max=max"]
+        );
     }
 
     #[test]
@@ -418,7 +538,10 @@ mod tests {
             serde_json::json!({"network": {"classID": 1}}),
             serde_json::json!({"network": {"priorities": [{"name": "eth0", "priority": 1}]}}),
         ] {
-            assert!(plan(&resources(bad.clone()), &V2Facts::default()).is_err(), "{bad}");
+            assert!(
+                plan(&resources(bad.clone()), &V2Facts::default()).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -118,7 +118,8 @@ pub(crate) fn parse_io_stat(text: &str) -> Option<(Vec<BlkioEntry>, Vec<BlkioEnt
 
 fn io(dir: &Path, stats: &mut Stats) -> Result<(), CgroupError> {
     if let Some(text) = read_optional(dir, "io.stat")? {
-        let (bytes, ios) = parse_io_stat(&text).ok_or_else(|| parse_error(dir, "io.stat", &text))?;
+        let (bytes, ios) =
+            parse_io_stat(&text).ok_or_else(|| parse_error(dir, "io.stat", &text))?;
         stats.blkio.io_service_bytes_recursive = bytes;
         stats.blkio.io_serviced_recursive = ios;
     }
@@ -166,6 +167,7 @@ pub(crate) fn oom_kills(dir: &Path) -> Result<u64, CgroupError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::cgroups::files::tests::tempdir;
@@ -173,7 +175,8 @@ mod tests {
 
     #[test]
     fn parses_io_stat() {
-        let (bytes, ios) = parse_io_stat("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n").unwrap();
+        let (bytes, ios) =
+            parse_io_stat("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n").unwrap();
         assert_eq!(bytes.len(), 3);
         assert_eq!(bytes[1].op, "Write");
         assert_eq!(bytes[1].value, 8192);
@@ -186,8 +189,14 @@ mod tests {
     fn reads_a_fixture_cgroup() {
         let dir = tempdir("v2stats");
         for (file, value) in [
-            ("cpu.stat", "usage_usec 30\nuser_usec 20\nsystem_usec 10\nnr_periods 5\nnr_throttled 1\nthrottled_usec 7\n"),
-            ("cpu.pressure", "some avg10=0.50 avg60=0.00 avg300=0.00 total=9\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\n"),
+            (
+                "cpu.stat",
+                "usage_usec 30\nuser_usec 20\nsystem_usec 10\nnr_periods 5\nnr_throttled 1\nthrottled_usec 7\n",
+            ),
+            (
+                "cpu.pressure",
+                "some avg10=0.50 avg60=0.00 avg300=0.00 total=9\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
+            ),
             ("memory.current", "8192\n"),
             ("memory.max", "max\n"),
             ("memory.peak", "12288\n"),
@@ -197,7 +206,10 @@ mod tests {
             ("memory.stat", "anon 4096\nfile 4096\n"),
             ("pids.current", "3\n"),
             ("pids.max", "64\n"),
-            ("io.stat", "254:0 rbytes=512 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n"),
+            (
+                "io.stat",
+                "254:0 rbytes=512 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n",
+            ),
             ("hugetlb.2MB.current", "0\n"),
             ("hugetlb.2MB.events", "max 2\n"),
             ("cpuset.cpus.effective", "0-1\n"),
@@ -233,7 +245,11 @@ mod tests {
     #[test]
     fn missing_controllers_leave_zeros() {
         let dir = tempdir("v2stats-empty");
-        fs::write(dir.join("cpu.stat"), "usage_usec 1\nuser_usec 1\nsystem_usec 0\n").unwrap();
+        fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 1\nuser_usec 1\nsystem_usec 0\n",
+        )
+        .unwrap();
         let stats = read_all(&dir, &["2MB".to_string()]).unwrap();
         assert_eq!(stats.cpu.usage.total, 1000);
         assert_eq!(stats.memory.usage, MemoryEntry::default());
