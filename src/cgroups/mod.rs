@@ -222,6 +222,21 @@ fn parse_signal(signal: i32) -> Result<Signal, CgroupError> {
     Signal::try_from(signal).map_err(|source| CgroupError::InvalidSignal { signal, source })
 }
 
+/// Freezes the cgroup, signals every process in it, and thaws it again: frozen, the set
+/// of processes cannot change while we signal. A container that was already paused stays
+/// paused (the signal is delivered on resume), except for SIGKILL, which needs the
+/// processes to run to die on cgroup v1.
+fn signal_frozen(cgroup: &dyn CgroupManager, signal: Signal) -> Result<(), CgroupError> {
+    let was_frozen = cgroup.is_frozen()?;
+    cgroup.freeze()?;
+    let mut errors = error::ErrorList::default();
+    errors.record(cgroup.pids().and_then(|pids| signal_each(&pids, signal)));
+    if !was_frozen || signal == Signal::SIGKILL {
+        errors.record(cgroup.thaw());
+    }
+    errors.finish("kill_all")
+}
+
 /// Signals each pid; a pid that already exited is fine.
 fn signal_each(pids: &[i32], signal: Signal) -> Result<(), CgroupError> {
     for &pid in pids {

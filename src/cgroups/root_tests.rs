@@ -508,6 +508,14 @@ fn v1_freeze_and_thaw_a_busy_child() {
     assert!(!guard.cgroup.is_frozen().unwrap());
     assert_eq!(read(&freezer, "freezer.state"), "THAWED");
     eventually("the loop to run again", || proc_state(pid) == 'R');
+
+    // Signalling a paused container keeps it paused; the signal lands on resume.
+    guard.cgroup.freeze().unwrap();
+    guard.cgroup.kill_all(Signal::SIGTERM as i32).unwrap();
+    assert!(guard.cgroup.is_frozen().unwrap());
+    assert_ne!(proc_state(pid), 'R');
+    guard.cgroup.thaw().unwrap();
+    assert_eq!(guard.s(i).wait().signal(), Some(Signal::SIGTERM as i32));
 }
 
 #[test]
@@ -715,7 +723,18 @@ fn v2_unified_procs_events_freeze_and_kill() {
         guard.cgroup.stats().unwrap().cpu.usage.total > 0
     });
 
+    // A paused container stays paused when signalled; the signal lands on resume.
+    let p = guard.spawn_inside("read _");
+    guard.cgroup.freeze().unwrap();
+    guard.cgroup.kill_all(Signal::SIGTERM as i32).unwrap();
+    assert!(guard.cgroup.is_frozen().unwrap());
+    guard.cgroup.thaw().unwrap();
+    assert_eq!(guard.s(p).wait().signal(), Some(Signal::SIGTERM as i32));
+    assert_eq!(guard.s(i).wait().signal(), Some(Signal::SIGTERM as i32));
+
     // SIGTERM goes through freeze / signal / thaw.
+    let i = guard.spawn_inside("read _; while :; do :; done");
+    guard.s(i).go();
     let j = guard.spawn_inside("read _");
     guard.cgroup.kill_all(Signal::SIGTERM as i32).unwrap();
     assert_eq!(guard.s(i).wait().signal(), Some(Signal::SIGTERM as i32));

@@ -14,7 +14,9 @@ use super::mountinfo::CgroupMounts;
 use super::path::CgroupPath;
 use super::stats::Stats;
 use super::write_plan::execute;
-use super::{CgroupManager, ControllerDir, Hierarchy, files, hugepage_sizes, signal_each};
+use super::{
+    CgroupManager, ControllerDir, Hierarchy, files, hugepage_sizes, signal_each, signal_frozen,
+};
 use resources::V1Facts;
 
 /// How long freezing may take before husk gives up (tasks in uninterruptible sleep can
@@ -254,12 +256,7 @@ impl CgroupManager for V1Manager {
             signal_each(&self.pids()?, signal)?;
             return signal_each(&self.pids()?, signal);
         }
-        // Frozen, the set of processes cannot change under us.
-        self.freeze()?;
-        let mut errors = ErrorList::default();
-        errors.record(self.pids().and_then(|pids| signal_each(&pids, signal)));
-        errors.record(self.thaw());
-        errors.finish("kill_all")
+        signal_frozen(self, signal)
     }
 
     fn stats(&self) -> Result<Stats, CgroupError> {

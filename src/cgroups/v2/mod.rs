@@ -13,13 +13,13 @@ use oci_spec::runtime::LinuxResources;
 
 use super::bpf_program;
 use super::devices::parse_rules;
-use super::error::{CgroupError, ErrorList};
+use super::error::CgroupError;
 use super::mountinfo::{CgroupMounts, V2Mount};
 use super::path::CgroupPath;
 use super::stats::Stats;
 use super::write_plan::execute;
 use super::{
-    CgroupManager, ControllerDir, Hierarchy, bpf_attach, files, hugepage_sizes, signal_each,
+    CgroupManager, ControllerDir, Hierarchy, bpf_attach, files, hugepage_sizes, signal_frozen,
 };
 use resources::V2Facts;
 
@@ -287,11 +287,7 @@ impl CgroupManager for V2Manager {
         if signal == nix::sys::signal::Signal::SIGKILL && files::exists(&dir, "cgroup.kill") {
             return files::write(&dir, "cgroup.kill", "1");
         }
-        self.freeze()?;
-        let mut errors = ErrorList::default();
-        errors.record(self.pids().and_then(|pids| signal_each(&pids, signal)));
-        errors.record(self.thaw());
-        errors.finish("kill_all")
+        signal_frozen(self, signal)
     }
 
     fn stats(&self) -> Result<Stats, CgroupError> {
