@@ -131,6 +131,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
 
     let cgroup = super::manager_for(plan.cgroups_path.as_deref(), &req.id, req.systemd_cgroup)?;
     cgroup.create()?;
+    let cgroup_binds = cgroup_binds(cgroup.as_ref());
     rb.cgroup = Some(cgroup);
 
     // We adopt init when stage-1 exits, so a failed create can reap it.
@@ -143,6 +144,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
         console_socket,
         preserve_fds: req.preserve_fds,
         new_keyring: !req.no_new_keyring,
+        cgroup_binds,
     };
     let (stage1, chan) = fork_stage1(&ctx)?;
     drop(ctx);
@@ -247,6 +249,22 @@ fn overlay_dirs(plan: &ContainerPlan, dir: &Path) -> Result<(PathBuf, Option<Ove
         std::fs::create_dir(d).map_err(|source| ContainerError::Io { op: "create overlay dir", path: d.clone(), source })?;
     }
     Ok((merged, Some(OverlayDirs { upper, work })))
+}
+
+/// What a cgroup mount in the container shows: the container's own cgroup in each hierarchy,
+/// under the name the hierarchy has in /sys/fs/cgroup.
+fn cgroup_binds(cg: &dyn CgroupManager) -> Vec<(String, PathBuf)> {
+    cg.dirs()
+        .into_iter()
+        .map(|d| {
+            let name = if d.mount_point == Path::new("/sys/fs/cgroup") {
+                String::new()
+            } else {
+                d.mount_point.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            };
+            (name, d.dir)
+        })
+        .collect()
 }
 
 /// Hands the engine a pidfd of init (containerd's --pidfd-socket).

@@ -126,5 +126,5 @@ pub fn cgroup_manager(record: &ContainerRecord) -> Result<Box<dyn CgroupManager>
 pub fn manager_for(path: Option<&str>, id: &str, systemd: bool) -> Result<Box<dyn CgroupManager>, CgroupError> {
     let hierarchy = cgroups::detect()?;
     let path = cgroups::resolve_path(path, id, systemd)?;
-    Ok(cgroups::manager(hierarchy, &path))
+    cgroups::manager(hierarchy, &path)
 }

@@ -220,51 +220,6 @@ fn mount_cgroups(root: &OwnedFd, op: &MountOp, ctx: &MountContext) -> Result<(),
     Ok(())
 }
 
-/// (subdir name, host path) of the cgroup the calling process is in, for every hierarchy.
-/// A pure v2 host yields one entry with an empty name.
-pub fn own_cgroup_binds() -> Result<Vec<(String, PathBuf)>, RootfsError> {
-    let read = |p: &str| {
-        std::fs::read_to_string(p).map_err(|source| RootfsError::Read { path: PathBuf::from(p), source })
-    };
-    let cgroups = read("/proc/self/cgroup")?;
-    let mountinfo = read("/proc/self/mountinfo")?;
-    let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
-        let (Some(fstype), Some(super_opts)) = (fields.get(sep + 1), fields.get(sep + 3)) else { continue };
-        let (Some(mount_root), Some(mount_point)) = (fields.get(3), fields.get(4)) else { continue };
-        let mount_point = unescape_mountinfo(mount_point);
-        let own = |key: &str| {
-            cgroups.lines().find_map(|l| {
-                let mut parts = l.splitn(3, ':');
-                let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-                (ctrls == key).then(|| path.to_owned())
-            })
-        };
-        let (name, path) = match *fstype {
-            "cgroup2" => {
-                let name = if mount_point == Path::new("/sys/fs/cgroup") { String::new() } else { "unified".into() };
-                match own("") { Some(p) => (name, p), None => continue }
-            }
-            "cgroup" => {
-                let ctrls: Vec<&str> = super_opts
-                    .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "clone_children" && *o != "noprefix" && *o != "xattr" && *o != "nsdelegate")
-                    .collect();
-                let key = ctrls.join(",");
-                let name = key.strip_prefix("name=").unwrap_or(&key).to_owned();
-                match own(&key) { Some(p) => (name, p), None => continue }
-            }
-            _ => continue,
-        };
-        let rel = Path::new(&path).strip_prefix(mount_root).unwrap_or(Path::new(&path)).to_owned();
-        let rel: PathBuf = rel.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
-        out.push((name, mount_point.join(rel)));
-    }
-    Ok(out)
-}
-
 const DEFAULT_DEVICES: [(&str, u64, u64); 6] =
     [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 

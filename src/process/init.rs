@@ -83,13 +83,12 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
         crate::linux::loopback::bring_up()?;
     }
     // Filesystem, while the host's paths are still visible.
-    let cgroup_binds = rootfs::own_cgroup_binds()?;
     rootfs::prepare_root(&plan.rootfs, plan.rootfs_propagation)?;
     if let Some(ov) = &ctx.overlay {
         rootfs::mount_overlay(&plan.rootfs, &ov.upper, &ov.work, &ctx.rootfs)?;
     }
     let in_user_ns = plan.namespaces.has(CloneFlags::CLONE_NEWUSER);
-    let mctx = MountContext { rootfs: &ctx.rootfs, in_user_ns, cgroup_binds: &cgroup_binds };
+    let mctx = MountContext { rootfs: &ctx.rootfs, in_user_ns, cgroup_binds: &ctx.cgroup_binds };
     rootfs::mount_all(&plan.mounts, &mctx)?;
     let own_dev = plan
         .mounts

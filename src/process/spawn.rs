@@ -44,6 +44,9 @@ pub struct InitContext<'a> {
     pub exec_fifo: OwnedFd,
     pub console_socket: Option<OwnedFd>,
     pub preserve_fds: u32,
+    /// (name under /sys/fs/cgroup, host dir) of the container's cgroup in every hierarchy, for
+    /// cgroup mounts; a pure cgroup2 host has one entry named "".
+    pub cgroup_binds: Vec<(String, PathBuf)>,
     /// Join a fresh session keyring, so containers do not share the caller's keys.
     pub new_keyring: bool,
 }

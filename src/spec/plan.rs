@@ -235,6 +235,7 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
         p.take("annotations", husk_net::parse_annotations(&ann)).flatten()
     };
 
+    let resources = with_default_device_rules(linux.resources().clone().unwrap_or_default(), &devices);
     let (Some(rootfs), Some(process)) = (rootfs, process) else {
         return Err(p);
     };
@@ -264,11 +265,51 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
         process,
         seccomp,
         cgroups_path: linux.cgroups_path().as_ref().map(|c| c.to_string_lossy().into_owned()),
-        resources: linux.resources().clone(),
+        resources: Some(resources),
         network,
         hooks: spec.hooks().clone().unwrap_or_default(),
         annotations,
     })
+}
+
+/// runc's device policy: the config's rules, then the devices every container may use, then
+/// the config's device nodes. Later rules win, so a config's "deny all" keeps /dev/null usable.
+fn with_default_device_rules(mut resources: LinuxResources, nodes: &[DeviceNode]) -> LinuxResources {
+    use oci_spec::runtime::LinuxDeviceCgroup;
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_owned()));
+        r
+    };
+    let mut rules = resources.devices().clone().unwrap_or_default();
+    rules.extend([
+        rule(LinuxDeviceType::C, None, None, "m"),
+        rule(LinuxDeviceType::B, None, None, "m"),
+        rule(LinuxDeviceType::C, Some(1), Some(3), "rwm"),
+        rule(LinuxDeviceType::C, Some(1), Some(5), "rwm"),
+        rule(LinuxDeviceType::C, Some(1), Some(7), "rwm"),
+        rule(LinuxDeviceType::C, Some(1), Some(8), "rwm"),
+        rule(LinuxDeviceType::C, Some(1), Some(9), "rwm"),
+        rule(LinuxDeviceType::C, Some(5), Some(0), "rwm"),
+        rule(LinuxDeviceType::C, Some(5), Some(1), "rwm"),
+        rule(LinuxDeviceType::C, Some(5), Some(2), "rwm"),
+        rule(LinuxDeviceType::C, Some(136), None, "rwm"),
+        rule(LinuxDeviceType::C, Some(10), Some(200), "rwm"),
+    ]);
+    for n in nodes {
+        let typ = match n.kind {
+            libc::S_IFBLK => LinuxDeviceType::B,
+            libc::S_IFIFO => continue,
+            _ => LinuxDeviceType::C,
+        };
+        rules.push(rule(typ, i64::try_from(n.major).ok(), i64::try_from(n.minor).ok(), "rwm"));
+    }
+    resources.set_devices(Some(rules));
+    resources
 }
 
 fn plan_root(spec: &Spec, bundle: &Path, p: &mut Problems) -> Option<PathBuf> {
