@@ -69,6 +69,16 @@ pub enum Command {
     List(ListArgs),
     /// Write a default config.json.
     Spec(SpecArgs),
+    /// Freeze every process of the container.
+    Pause(IdArg),
+    /// Thaw a paused container.
+    Resume(IdArg),
+    /// Change the resource limits of a running container.
+    Update(UpdateArgs),
+    /// List the processes of a container.
+    Ps(PsArgs),
+    /// Print container events (stats, OOM) as JSON lines.
+    Events(EventsArgs),
     /// Print the OCI features JSON.
     Features,
     /// Run a built-in hook (network) as an OCI hook, reading the state on stdin.
@@ -202,6 +212,68 @@ pub struct ListArgs {
     /// Print only the ids.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// A JSON file of linux.resources ("-" for stdin), as containerd and podman send.
+    #[arg(long, short = 'r')]
+    pub resources: Option<PathBuf>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_burst: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long, alias = "cpu-shares")]
+    pub cpu_share: Option<u64>,
+    #[arg(long)]
+    pub cpu_idle: Option<i64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with k/m/g suffix; -1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub kernel_memory: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    pub id: String,
+    #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Arguments for ps(1) (default -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    pub id: String,
+    /// Print one stats event and exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// Interval between stats events (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
 }
 
 #[derive(Debug, Args)]

@@ -1,12 +1,16 @@
 //! One small file per verb: glue from the command line to the container API.
 
 mod exec;
+mod events;
 mod features;
 mod hook;
 mod lifecycle;
 mod list;
+mod pause;
+mod ps;
 mod run;
 mod spec;
+mod update;
 mod wait;
 
 use crate::cli::{Cli, Command};
@@ -45,6 +49,11 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode, CommandError> {
         Command::List(a) => list::list(&store()?, a),
         Command::Spec(a) => spec::spec(a, cli.rootless.as_deref().is_some_and(|v| v != "false")),
         Command::Features => features::features(),
+        Command::Pause(a) => pause::pause(&store()?, &a.id),
+        Command::Resume(a) => pause::resume(&store()?, &a.id),
+        Command::Update(a) => update::update(&store()?, a),
+        Command::Ps(a) => ps::ps(&store()?, a),
+        Command::Events(a) => events::events(&store()?, a),
         Command::Hook(a) => hook::hook(a),
     }
 }

@@ -4,6 +4,7 @@ mod create;
 mod delete;
 mod exec;
 mod kill;
+mod resources;
 mod start;
 pub mod status;
 
@@ -13,6 +14,7 @@ pub use create::{create, CreateRequest};
 pub use delete::delete;
 pub use exec::{exec, ExecRequest, Execed};
 pub use kill::kill;
+pub use resources::{merge, pause, pids, resume, stats, update};
 pub use start::start;
 pub use status::Status;
 
@@ -54,6 +56,8 @@ pub enum ContainerError {
     ExecFailed(String),
     #[error("container not running")]
     NotRunning,
+    #[error("container not paused")]
+    NotPaused,
     #[error("cannot start a container that has stopped")]
     StartStopped,
     #[error("cannot start an already running container")]
