@@ -1,11 +1,12 @@
 //! Bind-mount our resolv.conf, read-only, onto `<rootfs>/etc/resolv.conf` inside the container's
 //! mount namespace.
 //!
-//! A forked child joins the mount namespace (the caller's namespaces stay untouched), resolves
+//! We clone the file into a detached mount (open_tree) and make it read-only (mount_setattr) here,
+//! then a forked child joins the container's mount namespace (ours stays untouched), resolves
 //! `etc/resolv.conf` with openat2(RESOLVE_IN_ROOT) so a symlink in the rootfs can never send the
-//! mount outside it, creates the file if missing, and mounts onto the resolved fd through
-//! /proc/self/fd. The child only makes raw syscalls (no allocation, no locks), as it may be forked
-//! from a multi-threaded process; it reports the failing step and errno through a pipe.
+//! mount outside it, creates the file if missing, and attaches the detached mount onto the
+//! resolved fd (move_mount). The child only makes raw syscalls (no allocation, no locks), as it
+//! may be forked from a multi-threaded process; it reports the failing step and errno on a pipe.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -24,6 +25,13 @@ pub enum ResolvMountError {
     },
     #[error("rootfs path {0:?} contains a NUL byte")]
     NulInPath(PathBuf),
+    #[error("prepare the mount of {path}: {step}")]
+    Detach {
+        path: PathBuf,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("create the resolv.conf mount helper")]
     Fork {
         #[source]
@@ -40,16 +48,53 @@ pub enum ResolvMountError {
     },
 }
 
-const STEPS: [&str; 8] = [
+const STEPS: [&str; 7] = [
     "join the mount namespace",
     "open the rootfs",
     "resolve etc/resolv.conf in the rootfs",
     "create etc in the rootfs",
     "create etc/resolv.conf in the rootfs",
     "etc/resolv.conf is not a regular file",
-    "bind mount",
-    "remount read-only",
+    "attach the mount",
 ];
+
+/// A detached, read-only, nosuid/nodev/noexec bind mount of `path`.
+fn detached_read_only_copy(path: &Path) -> Result<OwnedFd, ResolvMountError> {
+    let fail = |step: &'static str| ResolvMountError::Detach {
+        path: path.to_path_buf(),
+        step,
+        source: std::io::Error::last_os_error(),
+    };
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| ResolvMountError::NulInPath(path.into()))?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC)
+    };
+    if fd < 0 {
+        return Err(fail("clone the file into a detached mount"));
+    }
+    // SAFETY: open_tree returned a fresh descriptor that we own from here on.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: mount_attr is plain data; zeroed is valid.
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `tree` itself; `attr` is a
+    // valid mount_attr of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(fail("make the detached mount read-only"));
+    }
+    Ok(tree)
+}
 
 pub fn bind_resolv_conf(pid: i32, rootfs: &Path, source_file: &Path) -> Result<(), ResolvMountError> {
     let open = |path: &Path, flags: i32| -> Result<OwnedFd, ResolvMountError> {
@@ -63,7 +108,7 @@ pub fn bind_resolv_conf(pid: i32, rootfs: &Path, source_file: &Path) -> Result<(
     use std::os::unix::fs::OpenOptionsExt;
     let ns_path = PathBuf::from(format!("/proc/{pid}/ns/mnt"));
     let mntns = open(&ns_path, libc::O_CLOEXEC)?;
-    let src = open(source_file, libc::O_PATH | libc::O_CLOEXEC)?;
+    let src = detached_read_only_copy(source_file)?;
     let root_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| ResolvMountError::NulInPath(rootfs.into()))?;
     let (read_end, write_end) = pipe()?;
 
@@ -133,28 +178,6 @@ fn drop_in_child(fd: &OwnedFd) {
     unsafe { libc::close(fd.as_raw_fd()) };
 }
 
-/// "/proc/self/fd/N" with a NUL, built without allocating.
-fn proc_fd_path(fd: RawFd, buf: &mut [u8; 32]) -> *const libc::c_char {
-    let prefix = b"/proc/self/fd/";
-    buf[..prefix.len()].copy_from_slice(prefix);
-    let mut digits = [0u8; 10];
-    let mut n = fd.unsigned_abs();
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
-        buf[prefix.len() + i] = digits[len - 1 - i];
-    }
-    buf[prefix.len() + len] = 0;
-    buf.as_ptr().cast()
-}
-
 fn errno() -> i32 {
     // SAFETY: reading the calling thread's errno.
     unsafe { *libc::__errno_location() }
@@ -207,36 +230,17 @@ fn child_mount(mntns: RawFd, src: RawFd, rootfs: &CString) -> Result<(), (u32, i
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err((5, libc::EINVAL));
         }
-        let mut src_buf = [0u8; 32];
-        let mut dst_buf = [0u8; 32];
-        let src_path = proc_fd_path(src, &mut src_buf);
-        let dst_path = proc_fd_path(dst, &mut dst_buf);
-        if libc::mount(src_path, dst_path, std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+        let rc = libc::syscall(
+            libc::SYS_move_mount,
+            src,
+            c"".as_ptr(),
+            dst,
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        );
+        if rc != 0 {
             return Err((6, errno()));
-        }
-        // The remount must name the new mount, not the file under it: resolve the path again.
-        let top = openat2(root, TARGET, libc::O_PATH | libc::O_CLOEXEC, 0).map_err(|e| (7, e))?;
-        let top_path = proc_fd_path(top, &mut dst_buf);
-        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        if libc::mount(std::ptr::null(), top_path, std::ptr::null(), flags, std::ptr::null()) != 0 {
-            return Err((7, errno()));
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_fd_paths() {
-        let mut buf = [0u8; 32];
-        for (fd, want) in [(0, "/proc/self/fd/0"), (7, "/proc/self/fd/7"), (1234, "/proc/self/fd/1234")] {
-            let p = proc_fd_path(fd, &mut buf);
-            // SAFETY: proc_fd_path NUL-terminates inside buf.
-            let s = unsafe { std::ffi::CStr::from_ptr(p) };
-            assert_eq!(s.to_str().unwrap(), want);
-        }
-    }
 }
