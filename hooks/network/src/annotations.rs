@@ -20,8 +20,17 @@ pub const KEY_DNS: &str = "io.husk.net.dns";
 pub const KEY_MTU: &str = "io.husk.net.mtu";
 pub const KEY_MAC: &str = "io.husk.net.mac";
 
-const KNOWN_KEYS: [&str; 9] =
-    [KEY_BRIDGE, KEY_SUBNET, KEY_GATEWAY, KEY_IP, KEY_PORTS, KEY_NAT, KEY_DNS, KEY_MTU, KEY_MAC];
+const KNOWN_KEYS: [&str; 9] = [
+    KEY_BRIDGE,
+    KEY_SUBNET,
+    KEY_GATEWAY,
+    KEY_IP,
+    KEY_PORTS,
+    KEY_NAT,
+    KEY_DNS,
+    KEY_MTU,
+    KEY_MAC,
+];
 
 pub const DEFAULT_BRIDGE: &str = "husk0";
 pub const DEFAULT_SUBNET: &str = "10.0.0.0/24";
@@ -31,11 +40,19 @@ pub enum AnnotationError {
     #[error("unknown annotation {key:?} (known: {known})", known = KNOWN_KEYS.join(", "))]
     UnknownKey { key: String },
     #[error("invalid annotation {key}={value:?}: {reason}")]
-    Invalid { key: String, value: String, reason: String },
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
 }
 
 fn invalid(key: &str, value: &str, reason: impl fmt::Display) -> AnnotationError {
-    AnnotationError::Invalid { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
+    AnnotationError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -69,7 +86,11 @@ impl fmt::Display for PortMapping {
         if let Some(ip) = self.host_ip {
             write!(f, "{ip}:")?;
         }
-        write!(f, "{}:{}/{}", self.host_port, self.container_port, self.protocol)
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host_port, self.container_port, self.protocol
+        )
     }
 }
 
@@ -105,7 +126,9 @@ pub fn parse_annotations(
     // Sorted so the first error reported is the same on every run.
     ours.sort_unstable();
     if let Some((key, _)) = ours.iter().find(|(k, _)| !KNOWN_KEYS.contains(k)) {
-        return Err(AnnotationError::UnknownKey { key: key.to_string() });
+        return Err(AnnotationError::UnknownKey {
+            key: key.to_string(),
+        });
     }
     let get = |key: &str| annotations.get(key).map(|v| v.trim());
 
@@ -122,14 +145,20 @@ pub fn parse_annotations(
             gw
         }
         // A /30 or larger always has a .1 host address.
-        None => subnet.nth(1).ok_or_else(|| invalid(KEY_SUBNET, subnet_text, "has no room for a gateway"))?,
+        None => subnet
+            .nth(1)
+            .ok_or_else(|| invalid(KEY_SUBNET, subnet_text, "has no room for a gateway"))?,
     };
     let ip = match get(KEY_IP) {
         Some(v) => {
             let ip = parse_ipv4(KEY_IP, v)?;
             check_host_address(KEY_IP, v, ip, &subnet)?;
             if ip == gateway {
-                return Err(invalid(KEY_IP, v, format_args!("is the gateway address of {subnet}")));
+                return Err(invalid(
+                    KEY_IP,
+                    v,
+                    format_args!("is the gateway address of {subnet}"),
+                ));
             }
             Some(ip)
         }
@@ -161,19 +190,40 @@ pub fn parse_annotations(
         Some(v) => Some(parse_mac(v).map_err(|reason| invalid(KEY_MAC, v, reason))?),
         None => None,
     };
-    Ok(Some(NetworkRequest { bridge, subnet, gateway, ip, ports, nat, dns, mtu, mac }))
+    Ok(Some(NetworkRequest {
+        bridge,
+        subnet,
+        gateway,
+        ip,
+        ports,
+        nat,
+        dns,
+        mtu,
+        mac,
+    }))
 }
 
 /// Linux interface names: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
 pub fn parse_ifname(key: &str, value: &str) -> Result<String, AnnotationError> {
     if value.is_empty() || value.len() > 15 {
-        return Err(invalid(key, value, "an interface name has 1 to 15 characters"));
+        return Err(invalid(
+            key,
+            value,
+            "an interface name has 1 to 15 characters",
+        ));
     }
     if value == "." || value == ".." {
         return Err(invalid(key, value, "not a valid interface name"));
     }
-    if let Some(c) = value.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control()) {
-        return Err(invalid(key, value, format_args!("an interface name cannot contain {c:?}")));
+    if let Some(c) = value
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            key,
+            value,
+            format_args!("an interface name cannot contain {c:?}"),
+        ));
     }
     Ok(value.to_string())
 }
@@ -181,21 +231,40 @@ pub fn parse_ifname(key: &str, value: &str) -> Result<String, AnnotationError> {
 fn parse_subnet(key: &str, value: &str) -> Result<Ipv4Net, AnnotationError> {
     let net: Ipv4Net = value.parse().map_err(|e| invalid(key, value, e))?;
     if net.prefix() > 30 {
-        return Err(invalid(key, value, "the prefix must be at most /30 (room for a gateway and a container)"));
+        return Err(invalid(
+            key,
+            value,
+            "the prefix must be at most /30 (room for a gateway and a container)",
+        ));
     }
     Ok(net)
 }
 
 fn parse_ipv4(key: &str, value: &str) -> Result<Ipv4Addr, AnnotationError> {
-    value.parse().map_err(|_| invalid(key, value, "not an IPv4 address"))
+    value
+        .parse()
+        .map_err(|_| invalid(key, value, "not an IPv4 address"))
 }
 
-fn check_host_address(key: &str, value: &str, ip: Ipv4Addr, subnet: &Ipv4Net) -> Result<(), AnnotationError> {
+fn check_host_address(
+    key: &str,
+    value: &str,
+    ip: Ipv4Addr,
+    subnet: &Ipv4Net,
+) -> Result<(), AnnotationError> {
     if !subnet.contains(ip) {
-        return Err(invalid(key, value, format_args!("is outside the subnet {subnet}")));
+        return Err(invalid(
+            key,
+            value,
+            format_args!("is outside the subnet {subnet}"),
+        ));
     }
     if ip == subnet.network() || ip == subnet.broadcast() {
-        return Err(invalid(key, value, format_args!("is the network or broadcast address of {subnet}")));
+        return Err(invalid(
+            key,
+            value,
+            format_args!("is the network or broadcast address of {subnet}"),
+        ));
     }
     Ok(())
 }
@@ -203,9 +272,13 @@ fn check_host_address(key: &str, value: &str, ip: Ipv4Addr, subnet: &Ipv4Net) ->
 fn parse_dns(value: &str) -> Result<Vec<IpAddr>, AnnotationError> {
     let mut servers = Vec::new();
     for item in value.split(',').map(str::trim) {
-        let ip: IpAddr = item
-            .parse()
-            .map_err(|_| invalid(KEY_DNS, value, format_args!("{item:?} is not an IP address")))?;
+        let ip: IpAddr = item.parse().map_err(|_| {
+            invalid(
+                KEY_DNS,
+                value,
+                format_args!("{item:?} is not an IP address"),
+            )
+        })?;
         servers.push(ip);
     }
     Ok(servers)
@@ -221,7 +294,8 @@ fn parse_mac(value: &str) -> Result<[u8; 6], String> {
         if part.len() != 2 {
             return Err(format!("octet {part:?} is not two hex digits"));
         }
-        *slot = u8::from_str_radix(part, 16).map_err(|_| format!("octet {part:?} is not two hex digits"))?;
+        *slot = u8::from_str_radix(part, 16)
+            .map_err(|_| format!("octet {part:?} is not two hex digits"))?;
     }
     if mac[0] & 1 == 1 {
         return Err("a multicast address cannot be an interface address".to_string());
@@ -261,21 +335,31 @@ fn parse_port_item(item: &str) -> Result<Vec<PortMapping>, String> {
     let (spec, protocol) = match item.rsplit_once('/') {
         Some((spec, "tcp")) => (spec, Protocol::Tcp),
         Some((spec, "udp")) => (spec, Protocol::Udp),
-        Some((_, other)) => return Err(format!("unknown protocol {other:?} in {item:?} (tcp or udp)")),
+        Some((_, other)) => {
+            return Err(format!(
+                "unknown protocol {other:?} in {item:?} (tcp or udp)"
+            ));
+        }
         None => (item, Protocol::Tcp),
     };
     let parts: Vec<&str> = spec.split(':').collect();
     let (host_ip, host, container) = match parts.as_slice() {
         [host, container] => (None, *host, *container),
         [ip, host, container] => {
-            let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{ip:?} in {item:?} is not an IPv4 address"))?;
+            let ip: Ipv4Addr = ip
+                .parse()
+                .map_err(|_| format!("{ip:?} in {item:?} is not an IPv4 address"))?;
             if ip.is_unspecified() {
                 (None, *host, *container)
             } else {
                 (Some(ip), *host, *container)
             }
         }
-        _ => return Err(format!("{item:?} is not [hostIP:]hostPort:containerPort[/proto]")),
+        _ => {
+            return Err(format!(
+                "{item:?} is not [hostIP:]hostPort:containerPort[/proto]"
+            ));
+        }
     };
     let host_range = parse_range(host, item)?;
     let container_range = parse_range(container, item)?;
@@ -286,7 +370,12 @@ fn parse_port_item(item: &str) -> Result<Vec<PortMapping>, String> {
     let mut out = Vec::new();
     for i in 0..=len {
         let host_port = host_range.0 + i;
-        out.push(PortMapping { host_ip, host_port, container_port: container_range.0 + i, protocol });
+        out.push(PortMapping {
+            host_ip,
+            host_port,
+            container_port: container_range.0 + i,
+            protocol,
+        });
     }
     Ok(out)
 }
@@ -318,7 +407,10 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Option<NetworkRequest>, AnnotationError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         parse_annotations(&map)
     }
 
@@ -350,7 +442,10 @@ mod tests {
             (KEY_SUBNET, "172.20.0.0/16"),
             (KEY_GATEWAY, "172.20.0.254"),
             (KEY_IP, "172.20.3.4"),
-            (KEY_PORTS, "8080:80, 127.0.0.1:5353:53/udp,9000-9002:7000-7002/tcp"),
+            (
+                KEY_PORTS,
+                "8080:80, 127.0.0.1:5353:53/udp,9000-9002:7000-7002/tcp",
+            ),
             (KEY_NAT, "false"),
             (KEY_DNS, "1.1.1.1, 2001:db8::1"),
             (KEY_MTU, "1400"),
@@ -363,7 +458,10 @@ mod tests {
         assert_eq!(r.ports.len(), 5);
         assert_eq!(r.ports[1].host_ip, Some(Ipv4Addr::LOCALHOST));
         assert_eq!(r.ports[1].protocol, Protocol::Udp);
-        assert_eq!((r.ports[4].host_port, r.ports[4].container_port), (9002, 7002));
+        assert_eq!(
+            (r.ports[4].host_port, r.ports[4].container_port),
+            (9002, 7002)
+        );
         assert!(!r.nat);
         assert_eq!(r.dns.unwrap().len(), 2);
         assert_eq!(r.mtu, Some(1400));
@@ -386,7 +484,15 @@ mod tests {
 
     #[test]
     fn bad_subnets() {
-        for bad in ["10.0.0.0", "10.0.0.1/24", "10.0.0.0/31", "10.0.0.0/32", "x/24", "10.0.0.0/40", "::/64"] {
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.1/24",
+            "10.0.0.0/31",
+            "10.0.0.0/32",
+            "x/24",
+            "10.0.0.0/40",
+            "::/64",
+        ] {
             let e = err(&[(KEY_SUBNET, bad)]);
             assert!(e.contains(KEY_SUBNET) && e.contains(bad), "{bad}: {e}");
         }
@@ -402,7 +508,14 @@ mod tests {
 
     #[test]
     fn bad_ips() {
-        for bad in ["10.0.1.2", "10.0.0.0", "10.0.0.255", "10.0.0.1", "10.0.0", "fe80::1"] {
+        for bad in [
+            "10.0.1.2",
+            "10.0.0.0",
+            "10.0.0.255",
+            "10.0.0.1",
+            "10.0.0",
+            "fe80::1",
+        ] {
             let e = err(&[(KEY_IP, bad)]);
             assert!(e.contains(KEY_IP) && e.contains(bad), "{bad}: {e}");
         }
@@ -439,9 +552,12 @@ mod tests {
 
     #[test]
     fn ports_that_do_not_conflict() {
-        let r = parse(&[(KEY_PORTS, "80:80,80:80/udp,127.0.0.1:81:80,127.0.0.2:81:80,0.0.0.0:82:82")])
-            .unwrap()
-            .unwrap();
+        let r = parse(&[(
+            KEY_PORTS,
+            "80:80,80:80/udp,127.0.0.1:81:80,127.0.0.2:81:80,0.0.0.0:82:82",
+        )])
+        .unwrap()
+        .unwrap();
         assert_eq!(r.ports.len(), 5);
         assert_eq!(r.ports[4].host_ip, None);
     }

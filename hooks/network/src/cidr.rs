@@ -32,7 +32,10 @@ impl Ipv4Net {
         if prefix > 32 {
             return Err(CidrError::Prefix(prefix.to_string()));
         }
-        let net = Ipv4Net { network: Ipv4Addr::from(u32::from(network) & mask(prefix)), prefix };
+        let net = Ipv4Net {
+            network: Ipv4Addr::from(u32::from(network) & mask(prefix)),
+            prefix,
+        };
         if net.network != network {
             return Err(CidrError::HostBits(net));
         }
@@ -75,14 +78,20 @@ impl Ipv4Net {
 }
 
 fn mask(prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
 }
 
 impl FromStr for Ipv4Net {
     type Err = CidrError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (addr, prefix) = s.split_once('/').ok_or(CidrError::MissingPrefix)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| CidrError::Address(addr.to_string()))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| CidrError::Address(addr.to_string()))?;
         let prefix: u8 = prefix
             .parse()
             .ok()
@@ -128,10 +137,22 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert_eq!("10.0.0.0".parse::<Ipv4Net>(), Err(CidrError::MissingPrefix));
-        assert!(matches!("10.0.0/24".parse::<Ipv4Net>(), Err(CidrError::Address(_))));
-        assert!(matches!("10.0.0.0/33".parse::<Ipv4Net>(), Err(CidrError::Prefix(_))));
-        assert!(matches!("10.0.0.0/x".parse::<Ipv4Net>(), Err(CidrError::Prefix(_))));
-        assert!(matches!("10.0.0.5/24".parse::<Ipv4Net>(), Err(CidrError::HostBits(_))));
+        assert!(matches!(
+            "10.0.0/24".parse::<Ipv4Net>(),
+            Err(CidrError::Address(_))
+        ));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Ipv4Net>(),
+            Err(CidrError::Prefix(_))
+        ));
+        assert!(matches!(
+            "10.0.0.0/x".parse::<Ipv4Net>(),
+            Err(CidrError::Prefix(_))
+        ));
+        assert!(matches!(
+            "10.0.0.5/24".parse::<Ipv4Net>(),
+            Err(CidrError::HostBits(_))
+        ));
     }
 
     #[test]

@@ -58,12 +58,18 @@ pub fn from_host(host: &str) -> ResolvConf {
             _ => {}
         }
     }
-    ResolvConf { nameservers, other_lines }
+    ResolvConf {
+        nameservers,
+        other_lines,
+    }
 }
 
 /// Explicit nameservers (the `io.husk.net.dns` annotation) replace the host's entirely.
 pub fn explicit(nameservers: &[IpAddr]) -> ResolvConf {
-    ResolvConf { nameservers: nameservers.to_vec(), other_lines: Vec::new() }
+    ResolvConf {
+        nameservers: nameservers.to_vec(),
+        other_lines: Vec::new(),
+    }
 }
 
 /// The file's text. With no usable nameserver it is still written (and mounted) with a comment
@@ -83,24 +89,33 @@ pub fn render(conf: &ResolvConf) -> String {
 }
 
 pub fn file_path(state_dir: &Path, container_id: &str) -> PathBuf {
-    state_dir.join("dns").join(format!("{container_id}.resolv.conf"))
+    state_dir
+        .join("dns")
+        .join(format!("{container_id}.resolv.conf"))
 }
 
 pub fn write_file(path: &Path, text: &str) -> Result<(), DnsError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| DnsError::CreateDir { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| DnsError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| DnsError::Write { path: path.to_path_buf(), source })
+        .map_err(|source| DnsError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 pub fn remove_file(path: &Path) -> Result<(), DnsError> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(DnsError::Remove { path: path.to_path_buf(), source: e })
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DnsError::Remove {
+            path: path.to_path_buf(),
+            source: e,
+        }),
         _ => Ok(()),
     }
 }
@@ -115,10 +130,21 @@ mod tests {
             "# comment\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 198.51.100.53\n\
              nameserver 2001:db8::53\nnameserver fe80::1%eth0\nsearch example.com\noptions edns0\n",
         );
-        assert_eq!(c.nameservers, vec!["198.51.100.53".parse::<IpAddr>().unwrap(), "2001:db8::53".parse().unwrap()]);
+        assert_eq!(
+            c.nameservers,
+            vec![
+                "198.51.100.53".parse::<IpAddr>().unwrap(),
+                "2001:db8::53".parse().unwrap()
+            ]
+        );
         assert_eq!(c.other_lines, vec!["search example.com", "options edns0"]);
         let text = render(&c);
-        assert!(text.contains("nameserver 198.51.100.53\nnameserver 2001:db8::53\nsearch example.com\n"), "{text}");
+        assert!(
+            text.contains(
+                "nameserver 198.51.100.53\nnameserver 2001:db8::53\nsearch example.com\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - `ports`   (`meta l4proto . th dport` -> container `addr . port`): forwards for any local address;
 //! - `ipports` (`ip daddr . meta l4proto . th dport` -> `addr . port`): forwards for one host address;
 //! - `masq`    container addresses whose traffic leaving the host is masqueraded;
+//! - `members` every container address (hairpin: a container reaching a forwarded port is
+//!   masqueraded so the reply comes back through the host);
 //! - `bridges` our bridges (hairpin masquerade, and the 127.0.0.0/8 guard that keeps
 //!   `route_localnet` from opening anything but forwarded ports).
 
@@ -39,6 +41,7 @@ pub fn table_script() -> String {
         "create table ip {t}
 add set ip {t} bridges {{ type ifname; }}
 add set ip {t} masq {{ type ipv4_addr; }}
+add set ip {t} members {{ type ipv4_addr; }}
 add map ip {t} ports {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map ip {t} ipports {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
 add chain ip {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
@@ -51,7 +54,7 @@ add rule ip {t} output fib daddr type local jump portfwd
 add rule ip {t} portfwd dnat ip to ip daddr . meta l4proto . th dport map @ipports
 add rule ip {t} portfwd dnat ip to meta l4proto . th dport map @ports
 add rule ip {t} postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade
-add rule ip {t} postrouting ct status dnat iifname @bridges oifname @bridges masquerade
+add rule ip {t} postrouting ct status dnat ip saddr @members oifname @bridges masquerade
 add rule ip {t} postrouting ip saddr @masq oifname != @bridges masquerade
 add rule ip {t} guard iifname @bridges ip daddr 127.0.0.0/8 drop
 add rule ip {t} guard iifname @bridges ip saddr 127.0.0.0/8 drop
@@ -70,16 +73,31 @@ fn proto(p: Protocol) -> &'static str {
 fn port_element(p: &PortMapping, container_ip: Ipv4Addr) -> (&'static str, String, String) {
     let value = format!("{container_ip} . {}", p.container_port);
     match p.host_ip {
-        Some(hip) => ("ipports", format!("{hip} . {} . {}", proto(p.protocol), p.host_port), value),
-        None => ("ports", format!("{} . {}", proto(p.protocol), p.host_port), value),
+        Some(hip) => (
+            "ipports",
+            format!("{hip} . {} . {}", proto(p.protocol), p.host_port),
+            value,
+        ),
+        None => (
+            "ports",
+            format!("{} . {}", proto(p.protocol), p.host_port),
+            value,
+        ),
     }
 }
 
 /// What one container adds. `create element` fails on a host port someone else forwards
 /// (and with it the whole batch), so a conflict leaves nothing behind.
-pub fn container_add_script(bridge: &str, ip: Ipv4Addr, masquerade: bool, ports: &[PortMapping]) -> String {
+pub fn container_add_script(
+    bridge: &str,
+    ip: Ipv4Addr,
+    masquerade: bool,
+    ports: &[PortMapping],
+) -> String {
     let t = TABLE;
-    let mut s = format!("add element ip {t} bridges {{ \"{bridge}\" }}\n");
+    let mut s = format!(
+        "add element ip {t} bridges {{ \"{bridge}\" }}\nadd element ip {t} members {{ {ip} }}\n"
+    );
     if masquerade {
         let _ = writeln!(s, "add element ip {t} masq {{ {ip} }}");
     }
@@ -91,9 +109,13 @@ pub fn container_add_script(bridge: &str, ip: Ipv4Addr, masquerade: bool, ports:
 }
 
 /// The `delete element` commands for one container's elements, one per line.
-pub fn container_delete_commands(ip: Ipv4Addr, masquerade: bool, ports: &[PortMapping]) -> Vec<String> {
+pub fn container_delete_commands(
+    ip: Ipv4Addr,
+    masquerade: bool,
+    ports: &[PortMapping],
+) -> Vec<String> {
     let t = TABLE;
-    let mut out = Vec::new();
+    let mut out = vec![format!("delete element ip {t} members {{ {ip} }}")];
     if masquerade {
         out.push(format!("delete element ip {t} masq {{ {ip} }}"));
     }
@@ -118,9 +140,13 @@ fn nft(script: &str) -> Result<Result<(), String>, FirewallError> {
         .spawn()
         .map_err(|source| FirewallError::Spawn { source })?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes()).map_err(|source| FirewallError::Spawn { source })?;
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|source| FirewallError::Spawn { source })?;
     }
-    let out = child.wait_with_output().map_err(|source| FirewallError::Spawn { source })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| FirewallError::Spawn { source })?;
     if out.status.success() {
         Ok(Ok(()))
     } else {
@@ -147,12 +173,20 @@ pub fn ensure_table() -> Result<(), FirewallError> {
         Ok(()) => Ok(()),
         // Lost a race with another creator: fine if the table is there now.
         Err(_) if table_exists()? => Ok(()),
-        Err(stderr) => Err(FirewallError::Apply { what: format!("table ip {TABLE}"), stderr }),
+        Err(stderr) => Err(FirewallError::Apply {
+            what: format!("table ip {TABLE}"),
+            stderr,
+        }),
     }
 }
 
 /// Add one container's forwards and masquerade in one atomic batch.
-pub fn add_container(bridge: &str, ip: Ipv4Addr, masquerade: bool, ports: &[PortMapping]) -> Result<(), FirewallError> {
+pub fn add_container(
+    bridge: &str,
+    ip: Ipv4Addr,
+    masquerade: bool,
+    ports: &[PortMapping],
+) -> Result<(), FirewallError> {
     match nft(&container_add_script(bridge, ip, masquerade, ports))? {
         Ok(()) => Ok(()),
         Err(stderr) => {
@@ -166,7 +200,10 @@ pub fn add_container(bridge: &str, ip: Ipv4Addr, masquerade: bool, ports: &[Port
                     }
                 }
             }
-            Err(FirewallError::Apply { what: format!("forwards for {ip}"), stderr })
+            Err(FirewallError::Apply {
+                what: format!("forwards for {ip}"),
+                stderr,
+            })
         }
     }
 }
@@ -187,7 +224,9 @@ pub fn forward_target(p: &PortMapping) -> Result<Option<(Ipv4Addr, u16)>, Firewa
 
 /// `elements = { tcp . 8080 : 10.0.0.2 . 80 }` -> (10.0.0.2, 80)
 fn parse_map_value(listing: &str) -> Option<(Ipv4Addr, u16)> {
-    let line = listing.lines().find(|l| l.trim_start().starts_with("elements"))?;
+    let line = listing
+        .lines()
+        .find(|l| l.trim_start().starts_with("elements"))?;
     let value = line.rsplit(':').next()?.trim().trim_end_matches('}').trim();
     let (addr, port) = value.split_once(" . ")?;
     Some((addr.trim().parse().ok()?, port.trim().parse().ok()?))
@@ -196,7 +235,11 @@ fn parse_map_value(listing: &str) -> Option<(Ipv4Addr, u16)> {
 /// Remove one container's elements. Forwards are only removed while they still point at this
 /// container (a second teardown must not remove a later container's forward of the same port).
 /// Elements already gone are fine.
-pub fn remove_container(ip: Ipv4Addr, masquerade: bool, ports: &[PortMapping]) -> Result<(), FirewallError> {
+pub fn remove_container(
+    ip: Ipv4Addr,
+    masquerade: bool,
+    ports: &[PortMapping],
+) -> Result<(), FirewallError> {
     if !table_exists()? {
         return Ok(());
     }
@@ -220,7 +263,10 @@ pub fn remove_container(ip: Ipv4Addr, masquerade: bool, ports: &[PortMapping]) -
         if let Err(stderr) = nft(&(c + "\n"))?
             && !stderr.contains("No such file or directory")
         {
-            last = Err(FirewallError::Apply { what: format!("forwards for {ip}"), stderr });
+            last = Err(FirewallError::Apply {
+                what: format!("forwards for {ip}"),
+                stderr,
+            });
         }
     }
     last
@@ -232,9 +278,10 @@ pub fn remove_bridge(bridge: &str) -> Result<(), FirewallError> {
         return Ok(());
     }
     match nft(&bridge_delete_command(bridge))? {
-        Err(stderr) if !stderr.contains("No such file or directory") => {
-            Err(FirewallError::Apply { what: format!("bridge {bridge}"), stderr })
-        }
+        Err(stderr) if !stderr.contains("No such file or directory") => Err(FirewallError::Apply {
+            what: format!("bridge {bridge}"),
+            stderr,
+        }),
         _ => Ok(()),
     }
 }
@@ -243,8 +290,18 @@ pub fn remove_bridge(bridge: &str) -> Result<(), FirewallError> {
 mod tests {
     use super::*;
 
-    fn pm(host_ip: Option<Ipv4Addr>, host_port: u16, container_port: u16, protocol: Protocol) -> PortMapping {
-        PortMapping { host_ip, host_port, container_port, protocol }
+    fn pm(
+        host_ip: Option<Ipv4Addr>,
+        host_port: u16,
+        container_port: u16,
+        protocol: Protocol,
+    ) -> PortMapping {
+        PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            protocol,
+        }
     }
 
     #[test]
@@ -253,11 +310,15 @@ mod tests {
             "husk0",
             Ipv4Addr::new(10, 0, 0, 2),
             true,
-            &[pm(None, 8080, 80, Protocol::Tcp), pm(Some(Ipv4Addr::LOCALHOST), 53, 5353, Protocol::Udp)],
+            &[
+                pm(None, 8080, 80, Protocol::Tcp),
+                pm(Some(Ipv4Addr::LOCALHOST), 53, 5353, Protocol::Udp),
+            ],
         );
         assert_eq!(
             s,
             "add element ip husk bridges { \"husk0\" }\n\
+             add element ip husk members { 10.0.0.2 }\n\
              add element ip husk masq { 10.0.0.2 }\n\
              create element ip husk ports { tcp . 8080 : 10.0.0.2 . 80 }\n\
              create element ip husk ipports { 127.0.0.1 . udp . 53 : 10.0.0.2 . 5353 }\n"
@@ -268,10 +329,18 @@ mod tests {
 
     #[test]
     fn delete_commands() {
-        let c = container_delete_commands(Ipv4Addr::new(10, 0, 0, 2), true, &[pm(None, 1, 2, Protocol::Udp)]);
+        let c = container_delete_commands(
+            Ipv4Addr::new(10, 0, 0, 2),
+            true,
+            &[pm(None, 1, 2, Protocol::Udp)],
+        );
         assert_eq!(
             c,
-            vec!["delete element ip husk masq { 10.0.0.2 }", "delete element ip husk ports { udp . 1 }"]
+            vec![
+                "delete element ip husk members { 10.0.0.2 }",
+                "delete element ip husk masq { 10.0.0.2 }",
+                "delete element ip husk ports { udp . 1 }"
+            ]
         );
     }
 

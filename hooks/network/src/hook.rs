@@ -94,7 +94,8 @@ pub fn record_path(state_dir: &Path, id: &str) -> PathBuf {
 }
 
 pub fn run_hook(stage: HookStage, state_json: &[u8], state_dir: &Path) -> Result<(), NetError> {
-    let state: State = serde_json::from_slice(state_json).map_err(|source| HookError::ParseState { source })?;
+    let state: State =
+        serde_json::from_slice(state_json).map_err(|source| HookError::ParseState { source })?;
     if !names::valid_container_id(&state.id) {
         return Err(NetError::InvalidContainerId(state.id));
     }
@@ -107,15 +108,26 @@ pub fn run_hook(stage: HookStage, state_json: &[u8], state_dir: &Path) -> Result
 
 fn create(state: State, state_dir: &Path, record_file: &Path) -> Result<(), NetError> {
     let config_path = state.bundle.join("config.json");
-    let text = std::fs::read(&config_path).map_err(|source| HookError::Read { path: config_path.clone(), source })?;
-    let config: Config =
-        serde_json::from_slice(&text).map_err(|source| HookError::Parse { path: config_path.clone(), source })?;
+    let text = std::fs::read(&config_path).map_err(|source| HookError::Read {
+        path: config_path.clone(),
+        source,
+    })?;
+    let config: Config = serde_json::from_slice(&text).map_err(|source| HookError::Parse {
+        path: config_path.clone(),
+        source,
+    })?;
     // The state's annotations are the spec's; config.json fills in when a runtime omits them.
     let mut annotations = config.annotations;
     annotations.extend(state.annotations);
-    let Some(req) = parse_annotations(&annotations)? else { return Ok(()) };
-    let pid = state.pid.ok_or_else(|| HookError::NoPid { id: state.id.clone() })?;
-    let root = config.root.ok_or_else(|| HookError::NoRoot { path: config_path.clone() })?;
+    let Some(req) = parse_annotations(&annotations)? else {
+        return Ok(());
+    };
+    let pid = state.pid.ok_or_else(|| HookError::NoPid {
+        id: state.id.clone(),
+    })?;
+    let root = config.root.ok_or_else(|| HookError::NoRoot {
+        path: config_path.clone(),
+    })?;
     let target = Target {
         container_id: state.id.clone(),
         pid,
@@ -137,26 +149,43 @@ fn save(path: &Path, record: &NetworkRecord) -> Result<(), HookError> {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|source| HookError::Write { path: path.to_path_buf(), source })
+    write().map_err(|source| HookError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn poststop(state_dir: &Path, record_file: &Path) -> Result<(), NetError> {
     let text = match std::fs::read(record_file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(HookError::Read { path: record_file.to_path_buf(), source }.into()),
+        Err(source) => {
+            return Err(HookError::Read {
+                path: record_file.to_path_buf(),
+                source,
+            }
+            .into());
+        }
     };
     let record: NetworkRecord =
-        serde_json::from_slice(&text).map_err(|source| HookError::Parse { path: record_file.to_path_buf(), source })?;
+        serde_json::from_slice(&text).map_err(|source| HookError::Parse {
+            path: record_file.to_path_buf(),
+            source,
+        })?;
     // On failure the record stays, so running poststop again retries.
     teardown(&record, state_dir)?;
     match std::fs::remove_file(record_file) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(HookError::Remove { path: record_file.to_path_buf(), source: e }.into())
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(HookError::Remove {
+            path: record_file.to_path_buf(),
+            source: e,
         }
+        .into()),
         _ => Ok(()),
     }
 }
@@ -167,8 +196,14 @@ mod tests {
 
     #[test]
     fn stages() {
-        assert_eq!("createRuntime".parse::<HookStage>().unwrap(), HookStage::CreateRuntime);
-        assert_eq!("poststop".parse::<HookStage>().unwrap(), HookStage::Poststop);
+        assert_eq!(
+            "createRuntime".parse::<HookStage>().unwrap(),
+            HookStage::CreateRuntime
+        );
+        assert_eq!(
+            "poststop".parse::<HookStage>().unwrap(),
+            HookStage::Poststop
+        );
         assert!("prestart".parse::<HookStage>().is_err());
     }
 
@@ -184,7 +219,12 @@ mod tests {
     #[test]
     fn poststop_without_record_is_nothing_to_do() {
         let dir = std::env::temp_dir().join(format!("husk-net-hook-{}", std::process::id()));
-        run_hook(HookStage::Poststop, br#"{"id":"nothing-here","bundle":"/"}"#, &dir).unwrap();
+        run_hook(
+            HookStage::Poststop,
+            br#"{"id":"nothing-here","bundle":"/"}"#,
+            &dir,
+        )
+        .unwrap();
         assert!(!dir.exists());
     }
 
@@ -193,14 +233,31 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("husk-net-hook-create-{}", std::process::id()));
         let bundle = dir.join("bundle");
         std::fs::create_dir_all(&bundle).unwrap();
-        std::fs::write(bundle.join("config.json"), r#"{"root":{"path":"rootfs"},"annotations":{"a":"b"}}"#).unwrap();
+        std::fs::write(
+            bundle.join("config.json"),
+            r#"{"root":{"path":"rootfs"},"annotations":{"a":"b"}}"#,
+        )
+        .unwrap();
         let state = format!(r#"{{"id":"c1","pid":1,"bundle":{:?}}}"#, bundle);
-        run_hook(HookStage::CreateRuntime, state.as_bytes(), &dir.join("state")).unwrap();
+        run_hook(
+            HookStage::CreateRuntime,
+            state.as_bytes(),
+            &dir.join("state"),
+        )
+        .unwrap();
         assert!(!dir.join("state").exists());
         // A bad annotation in config.json is reported.
-        std::fs::write(bundle.join("config.json"), r#"{"root":{"path":"rootfs"},"annotations":{"io.husk.net.nat":"maybe"}}"#)
-            .unwrap();
-        let e = run_hook(HookStage::CreateRuntime, state.as_bytes(), &dir.join("state")).unwrap_err();
+        std::fs::write(
+            bundle.join("config.json"),
+            r#"{"root":{"path":"rootfs"},"annotations":{"io.husk.net.nat":"maybe"}}"#,
+        )
+        .unwrap();
+        let e = run_hook(
+            HookStage::CreateRuntime,
+            state.as_bytes(),
+            &dir.join("state"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("io.husk.net.nat"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

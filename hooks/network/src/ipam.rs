@@ -116,10 +116,19 @@ pub struct BridgeLock {
 impl BridgeLock {
     pub fn acquire(state_dir: &Path, bridge: &str) -> Result<BridgeLock, IpamError> {
         let dir = bridge_dir(state_dir, bridge);
-        fs::create_dir_all(&dir).map_err(|source| IpamError::CreateDir { path: dir.clone(), source })?;
-        let file = File::open(&dir).map_err(|source| IpamError::CreateDir { path: dir.clone(), source })?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, source)| IpamError::Lock { path: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| IpamError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let file = File::open(&dir).map_err(|source| IpamError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| IpamError::Lock {
+                path: dir.clone(),
+                source,
+            })?;
         Ok(BridgeLock { dir, _lock: lock })
     }
 
@@ -127,10 +136,20 @@ impl BridgeLock {
     /// (they are never handed out either: [`BridgeLock::create`] refuses an existing file).
     pub fn leases(&self) -> Result<BTreeMap<Ipv4Addr, Lease>, IpamError> {
         let mut out = BTreeMap::new();
-        let entries = fs::read_dir(&self.dir).map_err(|source| IpamError::ReadDir { path: self.dir.clone(), source })?;
+        let entries = fs::read_dir(&self.dir).map_err(|source| IpamError::ReadDir {
+            path: self.dir.clone(),
+            source,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|source| IpamError::ReadDir { path: self.dir.clone(), source })?;
-            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else {
+            let entry = entry.map_err(|source| IpamError::ReadDir {
+                path: self.dir.clone(),
+                source,
+            })?;
+            let Some(ip) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Ipv4Addr>().ok())
+            else {
                 continue;
             };
             if let Ok(lease) = self.read(ip) {
@@ -142,10 +161,20 @@ impl BridgeLock {
 
     /// True when any address file exists, readable or not.
     pub fn has_leases(&self) -> Result<bool, IpamError> {
-        let entries = fs::read_dir(&self.dir).map_err(|source| IpamError::ReadDir { path: self.dir.clone(), source })?;
+        let entries = fs::read_dir(&self.dir).map_err(|source| IpamError::ReadDir {
+            path: self.dir.clone(),
+            source,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|source| IpamError::ReadDir { path: self.dir.clone(), source })?;
-            if entry.file_name().to_str().is_some_and(|n| n.parse::<Ipv4Addr>().is_ok()) {
+            let entry = entry.map_err(|source| IpamError::ReadDir {
+                path: self.dir.clone(),
+                source,
+            })?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<Ipv4Addr>().is_ok())
+            {
                 return Ok(true);
             }
         }
@@ -154,7 +183,10 @@ impl BridgeLock {
 
     pub fn read(&self, ip: Ipv4Addr) -> Result<Lease, IpamError> {
         let path = self.dir.join(ip.to_string());
-        let text = fs::read(&path).map_err(|source| IpamError::Read { path: path.clone(), source })?;
+        let text = fs::read(&path).map_err(|source| IpamError::Read {
+            path: path.clone(),
+            source,
+        })?;
         serde_json::from_slice(&text).map_err(|source| IpamError::Parse { path, source })
     }
 
@@ -165,7 +197,10 @@ impl BridgeLock {
         match fs::read(&path) {
             Ok(text) => {
                 let have: BridgeNetwork =
-                    serde_json::from_slice(&text).map_err(|source| IpamError::Parse { path: path.clone(), source })?;
+                    serde_json::from_slice(&text).map_err(|source| IpamError::Parse {
+                        path: path.clone(),
+                        source,
+                    })?;
                 if have == want {
                     return Ok(());
                 }
@@ -182,7 +217,10 @@ impl BridgeLock {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(source) => return Err(IpamError::Read { path, source }),
         }
-        let text = serde_json::to_vec(&want).map_err(|source| IpamError::Parse { path: path.clone(), source })?;
+        let text = serde_json::to_vec(&want).map_err(|source| IpamError::Parse {
+            path: path.clone(),
+            source,
+        })?;
         write_atomic(&self.dir, NETWORK_FILE, &text, true)
     }
 
@@ -201,7 +239,10 @@ impl BridgeLock {
     ) -> Result<Ipv4Addr, IpamError> {
         if let Some(ip) = requested {
             if let Some(holder) = taken.get(&ip) {
-                return Err(IpamError::AddressInUse { ip, holder: holder.container_id.clone() });
+                return Err(IpamError::AddressInUse {
+                    ip,
+                    holder: holder.container_id.clone(),
+                });
             }
             return Ok(ip);
         }
@@ -213,8 +254,10 @@ impl BridgeLock {
 
     /// Create the lease file for `ip`, with its full content, failing if it exists.
     pub fn create(&self, ip: Ipv4Addr, lease: &Lease) -> Result<(), IpamError> {
-        let text = serde_json::to_vec_pretty(lease)
-            .map_err(|source| IpamError::Parse { path: self.dir.join(ip.to_string()), source })?;
+        let text = serde_json::to_vec_pretty(lease).map_err(|source| IpamError::Parse {
+            path: self.dir.join(ip.to_string()),
+            source,
+        })?;
         match write_atomic(&self.dir, &ip.to_string(), &text, false) {
             Err(IpamError::Write { source, .. }) if source.kind() == ErrorKind::AlreadyExists => {
                 let holder = self.read(ip).map(|l| l.container_id).unwrap_or_default();
@@ -228,7 +271,9 @@ impl BridgeLock {
     pub fn release(&self, ip: Ipv4Addr, container_id: &str) -> Result<bool, IpamError> {
         match self.read(ip) {
             Ok(lease) if lease.container_id != container_id => return Ok(false),
-            Err(IpamError::Read { source, .. }) if source.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(IpamError::Read { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                return Ok(false);
+            }
             // A lease we cannot parse at our own address is ours to remove.
             _ => {}
         }
@@ -261,19 +306,35 @@ fn remove_file(path: &Path) -> Result<bool, IpamError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-        Err(source) => Err(IpamError::Remove { path: path.to_path_buf(), source }),
+        Err(source) => Err(IpamError::Remove {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 /// Write `name` in `dir` all at once: a temp file, then rename (replace) or hard link (create only:
 /// fails with AlreadyExists, like O_EXCL, and nobody ever sees a half-written file).
-pub fn write_atomic(dir: &Path, name: &str, content: &[u8], replace: bool) -> Result<(), IpamError> {
+pub fn write_atomic(
+    dir: &Path,
+    name: &str,
+    content: &[u8],
+    replace: bool,
+) -> Result<(), IpamError> {
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let dest = dir.join(name);
     let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(content)?;
-        if replace { fs::rename(&tmp, &dest) } else { fs::hard_link(&tmp, &dest) }
+        if replace {
+            fs::rename(&tmp, &dest)
+        } else {
+            fs::hard_link(&tmp, &dest)
+        }
     };
     let result = write();
     // After a rename the temp name is gone already; after a link (or a failure) it is removed here.
@@ -288,7 +349,10 @@ mod tests {
     fn lease(id: &str) -> Lease {
         Lease {
             container_id: id.to_string(),
-            owner: Owner::Process { pid: 1, start_time: 1 },
+            owner: Owner::Process {
+                pid: 1,
+                start_time: 1,
+            },
             host_veth: "vhx".to_string(),
             ports: vec![],
             masquerade: true,
@@ -297,7 +361,10 @@ mod tests {
     }
 
     fn net() -> BridgeNetwork {
-        BridgeNetwork { subnet: "10.0.0.0/29".parse().unwrap(), gateway: Ipv4Addr::new(10, 0, 0, 1) }
+        BridgeNetwork {
+            subnet: "10.0.0.0/29".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 0, 0, 1),
+        }
     }
 
     fn tempdir(tag: &str) -> PathBuf {
@@ -310,22 +377,43 @@ mod tests {
     #[test]
     fn choose_skips_gateway_and_taken() {
         let mut taken = BTreeMap::new();
-        assert_eq!(BridgeLock::choose(net(), None, &taken).unwrap(), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(
+            BridgeLock::choose(net(), None, &taken).unwrap(),
+            Ipv4Addr::new(10, 0, 0, 2)
+        );
         taken.insert(Ipv4Addr::new(10, 0, 0, 2), lease("a"));
-        assert_eq!(BridgeLock::choose(net(), None, &taken).unwrap(), Ipv4Addr::new(10, 0, 0, 3));
+        assert_eq!(
+            BridgeLock::choose(net(), None, &taken).unwrap(),
+            Ipv4Addr::new(10, 0, 0, 3)
+        );
         let e = BridgeLock::choose(net(), Some(Ipv4Addr::new(10, 0, 0, 2)), &taken).unwrap_err();
-        assert!(e.to_string().contains("already leased to container \"a\""), "{e}");
+        assert!(
+            e.to_string().contains("already leased to container \"a\""),
+            "{e}"
+        );
         for i in 3..=6 {
             taken.insert(Ipv4Addr::new(10, 0, 0, i), lease("b"));
         }
         // .7 is the broadcast address of a /29: nothing left.
-        assert!(matches!(BridgeLock::choose(net(), None, &taken), Err(IpamError::Exhausted { .. })));
+        assert!(matches!(
+            BridgeLock::choose(net(), None, &taken),
+            Err(IpamError::Exhausted { .. })
+        ));
         // With the gateway moved to .6, .1 is a host address like any other; .6 is never handed out.
-        let gw_last = BridgeNetwork { gateway: Ipv4Addr::new(10, 0, 0, 6), ..net() };
+        let gw_last = BridgeNetwork {
+            gateway: Ipv4Addr::new(10, 0, 0, 6),
+            ..net()
+        };
         taken.remove(&Ipv4Addr::new(10, 0, 0, 6));
-        assert_eq!(BridgeLock::choose(gw_last, None, &taken).unwrap(), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(
+            BridgeLock::choose(gw_last, None, &taken).unwrap(),
+            Ipv4Addr::new(10, 0, 0, 1)
+        );
         taken.insert(Ipv4Addr::new(10, 0, 0, 1), lease("c"));
-        assert!(matches!(BridgeLock::choose(gw_last, None, &taken), Err(IpamError::Exhausted { .. })));
+        assert!(matches!(
+            BridgeLock::choose(gw_last, None, &taken),
+            Err(IpamError::Exhausted { .. })
+        ));
     }
 
     #[test]
@@ -335,7 +423,10 @@ mod tests {
         let ip = Ipv4Addr::new(10, 0, 0, 2);
         lock.create(ip, &lease("a")).unwrap();
         let e = lock.create(ip, &lease("b")).unwrap_err();
-        assert!(matches!(e, IpamError::AddressInUse { ref holder, .. } if holder == "a"), "{e}");
+        assert!(
+            matches!(e, IpamError::AddressInUse { ref holder, .. } if holder == "a"),
+            "{e}"
+        );
         assert_eq!(lock.leases().unwrap().len(), 1);
         assert!(!lock.release(ip, "b").unwrap());
         assert!(lock.release(ip, "a").unwrap());
@@ -350,12 +441,19 @@ mod tests {
         let d = tempdir("net");
         let lock = BridgeLock::acquire(&d, "br").unwrap();
         lock.check_network("br", net()).unwrap();
-        let other = BridgeNetwork { subnet: "10.1.0.0/24".parse().unwrap(), gateway: Ipv4Addr::new(10, 1, 0, 1) };
+        let other = BridgeNetwork {
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 1, 0, 1),
+        };
         // No lease yet: the bridge may change its subnet.
         lock.check_network("br", other).unwrap();
-        lock.create(Ipv4Addr::new(10, 1, 0, 2), &lease("a")).unwrap();
+        lock.create(Ipv4Addr::new(10, 1, 0, 2), &lease("a"))
+            .unwrap();
         let e = lock.check_network("br", net()).unwrap_err();
-        assert!(e.to_string().contains("already serves subnet 10.1.0.0/24"), "{e}");
+        assert!(
+            e.to_string().contains("already serves subnet 10.1.0.0/24"),
+            "{e}"
+        );
         assert_eq!(lock.network(), Some(other));
         drop(lock);
         fs::remove_dir_all(&d).unwrap();

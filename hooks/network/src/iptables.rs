@@ -21,10 +21,15 @@ pub enum IptablesError {
 const COMMENT: &str = "husk bridge";
 
 fn binary() -> Option<PathBuf> {
-    ["/usr/sbin/iptables", "/sbin/iptables", "/usr/bin/iptables", "/bin/iptables"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/sbin/iptables",
+        "/sbin/iptables",
+        "/usr/bin/iptables",
+        "/bin/iptables",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 fn run(bin: &Path, args: &[&str]) -> Result<Result<String, String>, IptablesError> {
@@ -33,7 +38,10 @@ fn run(bin: &Path, args: &[&str]) -> Result<Result<String, String>, IptablesErro
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| IptablesError::Spawn { program: bin.to_path_buf(), source })?;
+        .map_err(|source| IptablesError::Spawn {
+            program: bin.to_path_buf(),
+            source,
+        })?;
     if out.status.success() {
         Ok(Ok(String::from_utf8_lossy(&out.stdout).into_owned()))
     } else {
@@ -44,8 +52,28 @@ fn run(bin: &Path, args: &[&str]) -> Result<Result<String, String>, IptablesErro
 /// The two rules, as `-C`/`-I`/`-D` argument tails.
 fn rules(bridge: &str) -> [Vec<&str>; 2] {
     [
-        vec!["FORWARD", "-i", bridge, "-m", "comment", "--comment", COMMENT, "-j", "ACCEPT"],
-        vec!["FORWARD", "-o", bridge, "-m", "comment", "--comment", COMMENT, "-j", "ACCEPT"],
+        vec![
+            "FORWARD",
+            "-i",
+            bridge,
+            "-m",
+            "comment",
+            "--comment",
+            COMMENT,
+            "-j",
+            "ACCEPT",
+        ],
+        vec![
+            "FORWARD",
+            "-o",
+            bridge,
+            "-m",
+            "comment",
+            "--comment",
+            COMMENT,
+            "-j",
+            "ACCEPT",
+        ],
     ]
 }
 
@@ -60,7 +88,9 @@ pub fn policy_is_drop(listing: &str) -> bool {
 /// Insert the accept rules if iptables exists and FORWARD drops by default.
 /// Ok(true) when the rules are (now) in place and ours to remove later.
 pub fn allow_bridge(bridge: &str) -> Result<bool, IptablesError> {
-    let Some(bin) = binary() else { return Ok(false) };
+    let Some(bin) = binary() else {
+        return Ok(false);
+    };
     let listing = match run(&bin, &["-S", "FORWARD"])? {
         Ok(l) => l,
         // No filter table in this netns (or no kernel support): nothing can drop.
@@ -77,7 +107,10 @@ pub fn allow_bridge(bridge: &str) -> Result<bool, IptablesError> {
         }
         let mut insert = vec!["-I"];
         insert.extend(&rule);
-        run(&bin, &insert)?.map_err(|stderr| IptablesError::Failed { args: insert.join(" "), stderr })?;
+        run(&bin, &insert)?.map_err(|stderr| IptablesError::Failed {
+            args: insert.join(" "),
+            stderr,
+        })?;
     }
     Ok(true)
 }
@@ -95,7 +128,10 @@ pub fn forget_bridge(bridge: &str) -> Result<(), IptablesError> {
             if run(&bin, &check)?.is_err() {
                 break;
             }
-            run(&bin, &delete)?.map_err(|stderr| IptablesError::Failed { args: delete.join(" "), stderr })?;
+            run(&bin, &delete)?.map_err(|stderr| IptablesError::Failed {
+                args: delete.join(" "),
+                stderr,
+            })?;
         }
     }
     Ok(())

@@ -10,8 +10,8 @@ mod cidr;
 mod dns;
 mod firewall;
 mod hook;
-mod iptables;
 mod ipam;
+mod iptables;
 mod names;
 mod netlink;
 mod owner;
@@ -75,9 +75,16 @@ pub enum NetError {
     #[error("container id {0:?} is not a valid file name")]
     InvalidContainerId(String),
     #[error("subnet {subnet} overlaps the host route {route} on {device}")]
-    SubnetOverlap { subnet: Ipv4Net, route: Ipv4Net, device: String },
+    SubnetOverlap {
+        subnet: Ipv4Net,
+        route: Ipv4Net,
+        device: String,
+    },
     #[error("teardown of container {container_id}: {}", list(errors))]
-    Teardown { container_id: String, errors: Vec<NetError> },
+    Teardown {
+        container_id: String,
+        errors: Vec<NetError>,
+    },
     #[error("setup failed, and rolling it back left: {}", list(leftovers))]
     Rollback {
         #[source]
@@ -87,7 +94,11 @@ pub enum NetError {
 }
 
 fn list(errors: &[NetError]) -> String {
-    errors.iter().map(|e| error_chain(e)).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(|e| error_chain(e))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// An error and its causes, `a: b: c`.

@@ -20,7 +20,9 @@ pub fn valid_container_id(id: &str) -> bool {
         && id.len() <= 1024
         && id != "."
         && id != ".."
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '=' | '@'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '=' | '@'))
 }
 
 #[cfg(test)]
@@ -32,7 +34,9 @@ mod tests {
         let a = host_veth("a");
         assert_eq!(a.len(), 14);
         assert_eq!(a, host_veth("a"));
-        let names: std::collections::HashSet<String> = (0..10_000).map(|i| host_veth(&format!("ctr-{i}"))).collect();
+        let names: std::collections::HashSet<String> = (0..10_000)
+            .map(|i| host_veth(&format!("ctr-{i}")))
+            .collect();
         assert_eq!(names.len(), 10_000);
     }
 

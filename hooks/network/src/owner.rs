@@ -28,8 +28,13 @@ pub enum Owner {
 impl Owner {
     pub fn for_target(pid: i32, owner_dir: Option<&Path>) -> Result<Owner, OwnerError> {
         match owner_dir {
-            Some(dir) => Ok(Owner::Dir { path: dir.to_path_buf() }),
-            None => Ok(Owner::Process { pid, start_time: process_start_time(pid)? }),
+            Some(dir) => Ok(Owner::Dir {
+                path: dir.to_path_buf(),
+            }),
+            None => Ok(Owner::Process {
+                pid,
+                start_time: process_start_time(pid)?,
+            }),
         }
     }
 
@@ -63,7 +68,8 @@ mod tests {
 
     #[test]
     fn parses_start_time_with_odd_names() {
-        let stat = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        let stat =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
         assert_eq!(parse_start_time(stat), Some(98765));
         assert_eq!(parse_start_time("garbage"), None);
     }
@@ -73,8 +79,16 @@ mod tests {
         let pid = std::process::id() as i32;
         let me = Owner::for_target(pid, None).unwrap();
         assert!(me.is_alive());
-        let Owner::Process { start_time, .. } = me else { panic!("expected a process owner") };
-        assert!(!Owner::Process { pid, start_time: start_time + 1 }.is_alive());
+        let Owner::Process { start_time, .. } = me else {
+            panic!("expected a process owner")
+        };
+        assert!(
+            !Owner::Process {
+                pid,
+                start_time: start_time + 1
+            }
+            .is_alive()
+        );
     }
 
     #[test]

@@ -51,7 +51,12 @@ impl NetworkRecord {
             host_veth: None,
             container_ifname: crate::names::CONTAINER_IFNAME.to_string(),
             mtu: req.mtu,
-            mac: req.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+            mac: req.mac.map(|m| {
+                m.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            }),
             resolv_conf: None,
             nameservers: Vec::new(),
         }

@@ -37,7 +37,9 @@ pub enum ResolvMountError {
         #[source]
         source: std::io::Error,
     },
-    #[error("bind {source_file} onto {rootfs}/etc/resolv.conf in the mount namespace of process {pid}: {step}")]
+    #[error(
+        "bind {source_file} onto {rootfs}/etc/resolv.conf in the mount namespace of process {pid}: {step}"
+    )]
     Mount {
         pid: i32,
         source_file: PathBuf,
@@ -65,10 +67,16 @@ fn detached_read_only_copy(path: &Path) -> Result<OwnedFd, ResolvMountError> {
         step,
         source: std::io::Error::last_os_error(),
     };
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| ResolvMountError::NulInPath(path.into()))?;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| ResolvMountError::NulInPath(path.into()))?;
     // SAFETY: `c` is a NUL-terminated path that outlives the call.
     let fd = unsafe {
-        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC)
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+        )
     };
     if fd < 0 {
         return Err(fail("clone the file into a detached mount"));
@@ -77,7 +85,10 @@ fn detached_read_only_copy(path: &Path) -> Result<OwnedFd, ResolvMountError> {
     let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     // SAFETY: mount_attr is plain data; zeroed is valid.
     let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
-    attr.attr_set = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
+    attr.attr_set = libc::MOUNT_ATTR_RDONLY
+        | libc::MOUNT_ATTR_NOSUID
+        | libc::MOUNT_ATTR_NODEV
+        | libc::MOUNT_ATTR_NOEXEC;
     // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `tree` itself; `attr` is a
     // valid mount_attr of the size passed.
     let rc = unsafe {
@@ -96,27 +107,37 @@ fn detached_read_only_copy(path: &Path) -> Result<OwnedFd, ResolvMountError> {
     Ok(tree)
 }
 
-pub fn bind_resolv_conf(pid: i32, rootfs: &Path, source_file: &Path) -> Result<(), ResolvMountError> {
+pub fn bind_resolv_conf(
+    pid: i32,
+    rootfs: &Path,
+    source_file: &Path,
+) -> Result<(), ResolvMountError> {
     let open = |path: &Path, flags: i32| -> Result<OwnedFd, ResolvMountError> {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(flags)
             .open(path)
-            .map_err(|source| ResolvMountError::Open { path: path.to_path_buf(), source })?;
+            .map_err(|source| ResolvMountError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(OwnedFd::from(f))
     };
     use std::os::unix::fs::OpenOptionsExt;
     let ns_path = PathBuf::from(format!("/proc/{pid}/ns/mnt"));
     let mntns = open(&ns_path, libc::O_CLOEXEC)?;
     let src = detached_read_only_copy(source_file)?;
-    let root_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| ResolvMountError::NulInPath(rootfs.into()))?;
+    let root_c = CString::new(rootfs.as_os_str().as_bytes())
+        .map_err(|_| ResolvMountError::NulInPath(rootfs.into()))?;
     let (read_end, write_end) = pipe()?;
 
     // SAFETY: fork() in a possibly multi-threaded process; the child below only makes
     // async-signal-safe syscalls on memory prepared before the fork, then _exit()s.
     let child = unsafe { libc::fork() };
     if child < 0 {
-        return Err(ResolvMountError::Fork { source: std::io::Error::last_os_error() });
+        return Err(ResolvMountError::Fork {
+            source: std::io::Error::last_os_error(),
+        });
     }
     if child == 0 {
         drop_in_child(&read_end);
@@ -139,7 +160,10 @@ pub fn bind_resolv_conf(pid: i32, rootfs: &Path, source_file: &Path) -> Result<(
     let read = File::from(read_end).read_to_end(&mut msg);
     let mut status = 0;
     // SAFETY: reaping the child we just forked; `status` is a valid out pointer.
-    unsafe { while libc::waitpid(child, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {} }
+    unsafe {
+        while libc::waitpid(child, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {
+        }
+    }
     let fail = |step: &'static str, source: std::io::Error| ResolvMountError::Mount {
         pid,
         source_file: source_file.to_path_buf(),
@@ -151,7 +175,10 @@ pub fn bind_resolv_conf(pid: i32, rootfs: &Path, source_file: &Path) -> Result<(
         return Err(fail("read the helper's report", e));
     }
     if msg.len() != 8 {
-        return Err(fail("the helper died without a report", std::io::Error::other(format!("wait status {status}"))));
+        return Err(fail(
+            "the helper died without a report",
+            std::io::Error::other(format!("wait status {status}")),
+        ));
     }
     let step = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
     let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
@@ -166,7 +193,9 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), ResolvMountError> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(ResolvMountError::Fork { source: std::io::Error::last_os_error() });
+        return Err(ResolvMountError::Fork {
+            source: std::io::Error::last_os_error(),
+        });
     }
     // SAFETY: pipe2 succeeded, so both are fresh descriptors we own.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
@@ -192,9 +221,19 @@ fn openat2(dirfd: RawFd, path: &[u8], flags: i32, mode: u64) -> Result<RawFd, i3
     // SAFETY: `path` is NUL-terminated (callers pass byte literals ending in \0) and `how` is a
     // valid open_how of the size passed.
     let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, dirfd, path.as_ptr(), &how as *const libc::open_how, size_of::<libc::open_how>())
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            size_of::<libc::open_how>(),
+        )
     };
-    if fd < 0 { Err(errno()) } else { Ok(fd as RawFd) }
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd as RawFd)
+    }
 }
 
 /// Runs in the forked child. Err((step index, errno)).
@@ -206,7 +245,10 @@ fn child_mount(mntns: RawFd, src: RawFd, rootfs: &CString) -> Result<(), (u32, i
         if libc::setns(mntns, libc::CLONE_NEWNS) != 0 {
             return Err((0, errno()));
         }
-        let root = libc::open(rootfs.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+        let root = libc::open(
+            rootfs.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
         if root < 0 {
             return Err((1, errno()));
         }
@@ -216,8 +258,13 @@ fn child_mount(mntns: RawFd, src: RawFd, rootfs: &CString) -> Result<(), (u32, i
                 if libc::mkdirat(root, c"etc".as_ptr(), 0o755) != 0 && errno() != libc::EEXIST {
                     return Err((3, errno()));
                 }
-                let created = openat2(root, TARGET, libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644)
-                    .map_err(|e| (4, e))?;
+                let created = openat2(
+                    root,
+                    TARGET,
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                )
+                .map_err(|e| (4, e))?;
                 libc::close(created);
                 openat2(root, TARGET, libc::O_PATH | libc::O_CLOEXEC, 0).map_err(|e| (2, e))?
             }

@@ -14,7 +14,11 @@ use crate::owner::Owner;
 use crate::record::NetworkRecord;
 use crate::{NetError, Target, dns, firewall, iptables, names, resolv_mount, sysctl, teardown};
 
-pub fn setup(req: &NetworkRequest, target: &Target, state_dir: &Path) -> Result<NetworkRecord, NetError> {
+pub fn setup(
+    req: &NetworkRequest,
+    target: &Target,
+    state_dir: &Path,
+) -> Result<NetworkRecord, NetError> {
     if !names::valid_container_id(&target.container_id) {
         return Err(NetError::InvalidContainerId(target.container_id.clone()));
     }
@@ -22,13 +26,27 @@ pub fn setup(req: &NetworkRequest, target: &Target, state_dir: &Path) -> Result<
     let (netns, netns_path) = netlink::open_netns(target.pid)?;
     let rt = Runtime::new()?;
     let mut record = NetworkRecord::empty(req, &target.container_id);
-    let built = rt.block_on(build(&mut record, req, target, state_dir, owner, &netns, &netns_path));
+    let built = rt.block_on(build(
+        &mut record,
+        req,
+        target,
+        state_dir,
+        owner,
+        &netns,
+        &netns_path,
+    ));
     match built {
         Ok(()) => Ok(record),
         Err(failure) => match teardown::teardown_on(&rt, &record, state_dir) {
             Ok(()) => Err(failure),
-            Err(NetError::Teardown { errors, .. }) => Err(NetError::Rollback { failure: Box::new(failure), leftovers: errors }),
-            Err(other) => Err(NetError::Rollback { failure: Box::new(failure), leftovers: vec![other] }),
+            Err(NetError::Teardown { errors, .. }) => Err(NetError::Rollback {
+                failure: Box::new(failure),
+                leftovers: errors,
+            }),
+            Err(other) => Err(NetError::Rollback {
+                failure: Box::new(failure),
+                leftovers: vec![other],
+            }),
         },
     }
 }
@@ -51,11 +69,15 @@ async fn build(
         // Bridge creation and the lease happen under one lock: the last container of a bridge
         // deletes it under the same lock, so we never lease on a bridge being deleted.
         let lock = BridgeLock::acquire(state_dir, &req.bridge)?;
-        let net = BridgeNetwork { subnet: req.subnet, gateway: req.gateway };
+        let net = BridgeNetwork {
+            subnet: req.subnet,
+            gateway: req.gateway,
+        };
         lock.check_network(&req.bridge, net)?;
         let existing = netlink::bridge_index(&host, &req.bridge).await?;
         check_overlap(&host, req.subnet, existing).await?;
-        let (index, created) = netlink::ensure_bridge(&host, &req.bridge, req.subnet, req.gateway).await?;
+        let (index, created) =
+            netlink::ensure_bridge(&host, &req.bridge, req.subnet, req.gateway).await?;
         if created {
             lock.set_marker(ipam::MARKER_BRIDGE_CREATED)?;
             record.bridge_created = true;
@@ -99,7 +121,14 @@ async fn build(
     netlink::set_hairpin(&host, host_index, &host_veth).await?;
 
     let inside = netlink::connect_in(netns, netns_path)?;
-    netlink::configure_container(&inside, names::CONTAINER_IFNAME, ip, req.subnet, req.gateway).await?;
+    netlink::configure_container(
+        &inside,
+        names::CONTAINER_IFNAME,
+        ip,
+        req.subnet,
+        req.gateway,
+    )
+    .await?;
 
     let conf = match &req.dns {
         Some(servers) => dns::explicit(servers),
@@ -114,16 +143,27 @@ async fn build(
 }
 
 /// Refuse a subnet that overlaps a route the host already has, other than our bridge's own.
-async fn check_overlap(host: &Handle, subnet: Ipv4Net, bridge_index: Option<u32>) -> Result<(), NetError> {
+async fn check_overlap(
+    host: &Handle,
+    subnet: Ipv4Net,
+    bridge_index: Option<u32>,
+) -> Result<(), NetError> {
     for (route, oif) in netlink::main_routes(host).await? {
-        if route.prefix() == 0 || (oif.is_some() && oif == bridge_index) || !route.overlaps(&subnet) {
+        if route.prefix() == 0 || (oif.is_some() && oif == bridge_index) || !route.overlaps(&subnet)
+        {
             continue;
         }
         let device = match oif {
-            Some(i) => link_name(host, i).await.unwrap_or_else(|| format!("interface {i}")),
+            Some(i) => link_name(host, i)
+                .await
+                .unwrap_or_else(|| format!("interface {i}")),
             None => "no interface".to_string(),
         };
-        return Err(NetError::SubnetOverlap { subnet, route, device });
+        return Err(NetError::SubnetOverlap {
+            subnet,
+            route,
+            device,
+        });
     }
     Ok(())
 }
@@ -131,7 +171,14 @@ async fn check_overlap(host: &Handle, subnet: Ipv4Net, bridge_index: Option<u32>
 async fn link_name(host: &Handle, index: u32) -> Option<String> {
     use futures::TryStreamExt;
     use rtnetlink::packet_route::link::LinkAttribute;
-    let link = host.link().get().match_index(index).execute().try_next().await.ok()??;
+    let link = host
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+        .ok()??;
     link.attributes.into_iter().find_map(|a| match a {
         LinkAttribute::IfName(n) => Some(n),
         _ => None,

@@ -16,7 +16,9 @@ impl TerminationBlocked {
         let mut previous = SigSet::empty();
         // Cannot fail with a valid `how`; if it ever did, teardown still runs, just interruptible.
         let ok = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut previous)).is_ok();
-        TerminationBlocked { previous: ok.then_some(previous) }
+        TerminationBlocked {
+            previous: ok.then_some(previous),
+        }
     }
 }
 

@@ -23,5 +23,8 @@ pub fn enable_ip_forward() -> Result<(), SysctlError> {
 /// Lets DNAT'ed traffic from 127.0.0.0/8 (the host reaching a forwarded port on localhost) be
 /// routed out of the bridge. The firewall's guard chain drops everything else 127/8 on our bridges.
 pub fn enable_route_localnet(bridge: &str) -> Result<(), SysctlError> {
-    set(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"), "1")
+    set(
+        format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
+        "1",
+    )
 }

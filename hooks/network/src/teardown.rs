@@ -18,19 +18,44 @@ pub fn teardown(record: &NetworkRecord, state_dir: &Path) -> Result<(), NetError
     teardown_on(&rt, record, state_dir)
 }
 
-pub(crate) fn teardown_on(rt: &Runtime, record: &NetworkRecord, state_dir: &Path) -> Result<(), NetError> {
+pub(crate) fn teardown_on(
+    rt: &Runtime,
+    record: &NetworkRecord,
+    state_dir: &Path,
+) -> Result<(), NetError> {
     let errors = rt.block_on(remove_all(record, state_dir));
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(NetError::Teardown { container_id: record.container_id.clone(), errors })
+        Err(NetError::Teardown {
+            container_id: record.container_id.clone(),
+            errors,
+        })
     }
 }
 
 async fn remove_all(record: &NetworkRecord, state_dir: &Path) -> Vec<NetError> {
     let mut errors = Vec::new();
+    // The bridge lock is held from the rules to the lease: while the lease is ours nobody else
+    // can be handed the address, so the rules pointing at it are ours too.
+    let lock = match BridgeLock::acquire(state_dir, &record.bridge) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            errors.push(e.into());
+            None
+        }
+    };
+    // The address went to another container (ours was reclaimed after a death): its rules and
+    // lease are that container's now.
+    let reassigned = match (&lock, record.address) {
+        (Some(l), Some(ip)) => l
+            .read(ip)
+            .is_ok_and(|lease| lease.container_id != record.container_id),
+        _ => false,
+    };
     // Rules first: nothing may still be forwarded to the address once its lease is released.
     if record.rules_installed
+        && !reassigned
         && let Some(ip) = record.address
         && let Err(e) = firewall::remove_container(ip, record.masquerade, &record.ports)
     {
@@ -49,21 +74,20 @@ async fn remove_all(record: &NetworkRecord, state_dir: &Path) -> Vec<NetError> {
     {
         errors.push(e.into());
     }
-    match BridgeLock::acquire(state_dir, &record.bridge) {
-        Ok(lock) => {
-            if let Some(ip) = record.address
-                && let Err(e) = lock.release(ip, &record.container_id)
-            {
-                errors.push(e.into());
-            }
-            match lock.has_leases() {
-                Ok(false) => last_user_left(&lock, host.as_ref(), &record.bridge, &mut errors).await,
-                Ok(true) => {}
-                Err(e) => errors.push(e.into()),
-            }
+    if let Some(lock) = &lock {
+        if let Some(ip) = record.address
+            && !reassigned
+            && let Err(e) = lock.release(ip, &record.container_id)
+        {
+            errors.push(e.into());
         }
-        Err(e) => errors.push(e.into()),
+        match lock.has_leases() {
+            Ok(false) => last_user_left(lock, host.as_ref(), &record.bridge, &mut errors).await,
+            Ok(true) => {}
+            Err(e) => errors.push(e.into()),
+        }
     }
+    drop(lock);
     if let Some(p) = &record.resolv_conf
         && let Err(e) = dns::remove_file(p)
     {
@@ -74,7 +98,12 @@ async fn remove_all(record: &NetworkRecord, state_dir: &Path) -> Vec<NetError> {
 
 /// The bridge's last lease is gone (we hold its lock): drop its firewall membership and
 /// iptables accept rules, and the bridge itself if husk created it.
-async fn last_user_left(lock: &BridgeLock, host: Option<&Handle>, bridge: &str, errors: &mut Vec<NetError>) {
+async fn last_user_left(
+    lock: &BridgeLock,
+    host: Option<&Handle>,
+    bridge: &str,
+    errors: &mut Vec<NetError>,
+) {
     if let Err(e) = firewall::remove_bridge(bridge) {
         errors.push(e.into());
     }

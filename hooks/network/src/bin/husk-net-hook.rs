@@ -30,7 +30,9 @@ fn main() -> ExitCode {
             other => return usage(&format!("unexpected argument {other:?}")),
         }
     }
-    let Some(stage) = stage else { return usage("missing the stage") };
+    let Some(stage) = stage else {
+        return usage("missing the stage");
+    };
     let mut state = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut state) {
         eprintln!("husk-net-hook: read the container state from stdin: {e}");

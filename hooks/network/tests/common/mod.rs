@@ -39,8 +39,15 @@ pub fn isolated(name: &str, body: fn()) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("1 passed"), "isolated run of {name} failed:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "isolated run of {name} failed:\n{text}"
+    );
 }
 
 /// A temp dir removed on drop.
@@ -74,7 +81,13 @@ impl NsProcess {
     /// `unshare <flags> sleep`: waits until the process sits in its new namespaces.
     pub fn start(flags: &[&str]) -> NsProcess {
         let mut cmd = Command::new("unshare");
-        cmd.args(flags).args(["--", "/bin/busybox", "sh", "-c", "echo ready; exec /bin/busybox sleep 600"]);
+        cmd.args(flags).args([
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo ready; exec /bin/busybox sleep 600",
+        ]);
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
         // SAFETY: prctl in the pre-exec child only sets its parent-death signal.
         unsafe {
@@ -85,7 +98,9 @@ impl NsProcess {
         }
         let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line.trim(), "ready");
         NsProcess { child }
     }
@@ -118,11 +133,20 @@ impl Container {
         let rootfs = dir.join(id).join("rootfs");
         std::fs::create_dir_all(rootfs.join("etc")).unwrap();
         let proc = NsProcess::start(&["--net", "--mount", "--propagation", "private"]);
-        Container { proc, id: id.to_string(), rootfs }
+        Container {
+            proc,
+            id: id.to_string(),
+            rootfs,
+        }
     }
 
     pub fn target(&self) -> Target {
-        Target { container_id: self.id.clone(), pid: self.proc.pid(), rootfs: self.rootfs.clone(), owner_dir: None }
+        Target {
+            container_id: self.id.clone(),
+            pid: self.proc.pid(),
+            rootfs: self.rootfs.clone(),
+            owner_dir: None,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -143,11 +167,16 @@ impl Upstream {
         let proc = NsProcess::start(&["--net"]);
         let pid = proc.pid().to_string();
         sh(&["ip", "link", "set", "lo", "up"]);
-        sh(&["ip", "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", &pid]);
+        sh(&[
+            "ip", "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", &pid,
+        ]);
         sh(&["ip", "addr", "add", "198.51.100.1/24", "dev", "up0"]);
         sh(&["ip", "link", "set", "up0", "up"]);
         nsenter(proc.pid(), &["ip", "link", "set", "lo", "up"]);
-        nsenter(proc.pid(), &["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+        nsenter(
+            proc.pid(),
+            &["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"],
+        );
         nsenter(proc.pid(), &["ip", "link", "set", "eth0", "up"]);
         Upstream { proc }
     }
@@ -159,7 +188,11 @@ impl Upstream {
 
 /// Run a command; panic with its output on failure.
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap();
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{args:?} failed: {}{}",
@@ -171,9 +204,17 @@ pub fn sh(args: &[&str]) -> String {
 
 /// Run a command; Ok(stdout) or Err(stdout+stderr).
 pub fn try_sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap();
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() { Ok(text) } else { Err(text + &String::from_utf8_lossy(&out.stderr)) }
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text + &String::from_utf8_lossy(&out.stderr))
+    }
 }
 
 pub fn nsenter(pid: i32, args: &[&str]) -> String {
@@ -186,11 +227,28 @@ pub fn nsenter(pid: i32, args: &[&str]) -> String {
 pub fn ping(from_pid: i32, to: Ipv4Addr) -> bool {
     let t = from_pid.to_string();
     let to = to.to_string();
-    try_sh(&["nsenter", "-t", &t, "-n", "--", "/bin/busybox", "ping", "-c", "1", "-W", "2", &to]).is_ok()
+    try_sh(&[
+        "nsenter",
+        "-t",
+        &t,
+        "-n",
+        "--",
+        "/bin/busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &to,
+    ])
+    .is_ok()
 }
 
 pub fn annotations(pairs: &[(&str, &str)]) -> NetworkRequest {
-    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     husk_net::parse_annotations(&map).unwrap().unwrap()
 }
 
@@ -236,7 +294,12 @@ impl Drop for Server {
 }
 
 /// Fork a server loop into `pid`'s network namespace. Returns once it is bound.
-pub fn serve_in_netns(pid: i32, serve: fn(u16, &str, Option<OwnedFd>), port: u16, tag: &str) -> Server {
+pub fn serve_in_netns(
+    pid: i32,
+    serve: fn(u16, &str, Option<OwnedFd>),
+    port: u16,
+    tag: &str,
+) -> Server {
     let (r, w) = pipe();
     let ns = File::open(format!("/proc/{pid}/ns/net")).unwrap();
     let tag = tag.to_string();
@@ -280,7 +343,10 @@ pub fn tcp_tag_server(port: u16, tag: &str, ready: Option<OwnedFd>) {
     signal_ready(ready);
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
-        let peer = s.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let peer = s
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
         let _ = s.write_all(format!("{tag} {peer}\n").as_bytes());
     }
 }
@@ -303,7 +369,9 @@ pub fn dns_server(port: u16, _tag: &str, ready: Option<OwnedFd>) {
     signal_ready(ready);
     let mut buf = [0u8; 512];
     loop {
-        let Ok((n, peer)) = s.recv_from(&mut buf) else { continue };
+        let Ok((n, peer)) = s.recv_from(&mut buf) else {
+            continue;
+        };
         if let Some(reply) = dns_reply(&buf[..n]) {
             let _ = s.send_to(&reply, peer);
         }
@@ -350,7 +418,8 @@ pub fn tcp_get(addr: SocketAddr) -> String {
 
 pub fn udp_get(addr: SocketAddr) -> String {
     let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
     let mut buf = [0u8; 512];
     for _ in 0..4 {
         let _ = s.send_to(b"hi", addr);
@@ -368,14 +437,24 @@ pub fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
 /// The nft elements of our table, as text (empty when the table is absent).
 pub fn nft_elements() -> String {
     let listing = try_sh(&["nft", "list", "table", "ip", "husk"]).unwrap_or_default();
-    listing.lines().filter(|l| l.contains("elements") || l.trim_start().starts_with(|c: char| c.is_ascii_digit())).collect::<Vec<_>>().join("\n")
+    listing
+        .lines()
+        .filter(|l| {
+            l.contains("elements") || l.trim_start().starts_with(|c: char| c.is_ascii_digit())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Links in the host namespace other than loopback and the upstream veth.
 pub fn our_links() -> Vec<String> {
     sh(&["ip", "-o", "link", "show"])
         .lines()
-        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("").to_string()))
+        .filter_map(|l| {
+            l.split(':')
+                .nth(1)
+                .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        })
         .filter(|n| n != "lo" && n != "up0")
         .collect()
 }
@@ -383,7 +462,9 @@ pub fn our_links() -> Vec<String> {
 /// Regular files under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
