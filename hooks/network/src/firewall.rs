@@ -180,32 +180,35 @@ pub fn ensure_table() -> Result<(), FirewallError> {
     }
 }
 
-/// Add one container's forwards and masquerade in one atomic batch.
+/// Add one container's forwards and masquerade in one atomic batch. The table is created on
+/// first use (one process spawn per setup in the common case).
 pub fn add_container(
     bridge: &str,
     ip: Ipv4Addr,
     masquerade: bool,
     ports: &[PortMapping],
 ) -> Result<(), FirewallError> {
-    match nft(&container_add_script(bridge, ip, masquerade, ports))? {
-        Ok(()) => Ok(()),
-        Err(stderr) => {
-            // Name the forward that collided, when that is what happened.
-            if stderr.contains("File exists") {
-                for p in ports {
-                    if let Some(holder) = forward_target(p)?
-                        && holder != (ip, p.container_port)
-                    {
-                        return Err(FirewallError::PortTaken { port: *p });
-                    }
-                }
+    let script = container_add_script(bridge, ip, masquerade, ports);
+    let mut result = nft(&script)?;
+    if result.is_err() && !table_exists()? {
+        ensure_table()?;
+        result = nft(&script)?;
+    }
+    let Err(stderr) = result else { return Ok(()) };
+    // Name the forward that collided, when that is what happened.
+    if stderr.contains("File exists") {
+        for p in ports {
+            if let Some(holder) = forward_target(p)?
+                && holder != (ip, p.container_port)
+            {
+                return Err(FirewallError::PortTaken { port: *p });
             }
-            Err(FirewallError::Apply {
-                what: format!("forwards for {ip}"),
-                stderr,
-            })
         }
     }
+    Err(FirewallError::Apply {
+        what: format!("forwards for {ip}"),
+        stderr,
+    })
 }
 
 /// Where a host port is forwarded now, if anywhere.
@@ -232,14 +235,22 @@ fn parse_map_value(listing: &str) -> Option<(Ipv4Addr, u16)> {
     Some((addr.trim().parse().ok()?, port.trim().parse().ok()?))
 }
 
-/// Remove one container's elements. Forwards are only removed while they still point at this
-/// container (a second teardown must not remove a later container's forward of the same port).
-/// Elements already gone are fine.
+/// Remove one container's elements; elements already gone are fine.
+///
+/// `owned`: the caller holds the bridge lock and the address's lease is this container's, so
+/// every element for the address is ours and one batch removes them (the common case). Otherwise
+/// (the lease is gone: a second teardown, or a rollback) a forward is only removed while it still
+/// points at this container, so a later container's forward of the same port survives.
 pub fn remove_container(
     ip: Ipv4Addr,
     masquerade: bool,
     ports: &[PortMapping],
+    owned: bool,
 ) -> Result<(), FirewallError> {
+    if owned && nft(&(container_delete_commands(ip, masquerade, ports).join("\n") + "\n"))?.is_ok()
+    {
+        return Ok(());
+    }
     if !table_exists()? {
         return Ok(());
     }
@@ -249,17 +260,8 @@ pub fn remove_container(
             ours.push(*p);
         }
     }
-    let commands = container_delete_commands(ip, masquerade, &ours);
-    if commands.is_empty() {
-        return Ok(());
-    }
-    let batch = commands.join("\n") + "\n";
-    if nft(&batch)?.is_ok() {
-        return Ok(());
-    }
-    // Something was gone already (the masquerade element, usually): one by one, ignoring absence.
     let mut last = Ok(());
-    for c in commands {
+    for c in container_delete_commands(ip, masquerade, &ours) {
         if let Err(stderr) = nft(&(c + "\n"))?
             && !stderr.contains("No such file or directory")
         {

@@ -63,7 +63,6 @@ async fn build(
     let host = netlink::connect()?;
     let host_veth = names::host_veth(&target.container_id);
     let resolv_path = dns::file_path(state_dir, &target.container_id);
-    firewall::ensure_table()?;
 
     let (bridge_index, ip) = {
         // Bridge creation and the lease happen under one lock: the last container of a bridge
@@ -84,7 +83,11 @@ async fn build(
         }
         sysctl::enable_ip_forward()?;
         sysctl::enable_route_localnet(&req.bridge)?;
-        if !lock.marker(ipam::MARKER_IPTABLES) && iptables::allow_bridge(&req.bridge)? {
+        // Checked by a bridge's first user only: later ones find the rules (or no need) in place.
+        if !lock.has_leases()?
+            && !lock.marker(ipam::MARKER_IPTABLES)
+            && iptables::allow_bridge(&req.bridge)?
+        {
             lock.set_marker(ipam::MARKER_IPTABLES)?;
         }
         reclaim_dead_leases(&lock, &host).await;
@@ -193,7 +196,7 @@ async fn reclaim_dead_leases(lock: &BridgeLock, host: &Handle) {
         if lease.owner.is_alive() {
             continue;
         }
-        if firewall::remove_container(ip, lease.masquerade, &lease.ports).is_err() {
+        if firewall::remove_container(ip, lease.masquerade, &lease.ports, false).is_err() {
             continue;
         }
         if netlink::delete_link(host, &lease.host_veth).await.is_err() {

@@ -47,17 +47,21 @@ async fn remove_all(record: &NetworkRecord, state_dir: &Path) -> Vec<NetError> {
     };
     // The address went to another container (ours was reclaimed after a death): its rules and
     // lease are that container's now.
-    let reassigned = match (&lock, record.address) {
-        (Some(l), Some(ip)) => l
-            .read(ip)
-            .is_ok_and(|lease| lease.container_id != record.container_id),
-        _ => false,
+    let lease = match (&lock, record.address) {
+        (Some(l), Some(ip)) => l.read(ip).ok(),
+        _ => None,
     };
+    let reassigned = lease
+        .as_ref()
+        .is_some_and(|l| l.container_id != record.container_id);
+    let owned = lease
+        .as_ref()
+        .is_some_and(|l| l.container_id == record.container_id);
     // Rules first: nothing may still be forwarded to the address once its lease is released.
     if record.rules_installed
         && !reassigned
         && let Some(ip) = record.address
-        && let Err(e) = firewall::remove_container(ip, record.masquerade, &record.ports)
+        && let Err(e) = firewall::remove_container(ip, record.masquerade, &record.ports, owned)
     {
         errors.push(e.into());
     }
