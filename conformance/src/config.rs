@@ -98,6 +98,11 @@ impl Config {
         }
     }
 
+    /// Wraps an existing config, e.g. one written by `spec`.
+    pub fn from_json(value: Value) -> Self {
+        Config { value }
+    }
+
     /// The JSON value as it stands.
     pub fn json(&self) -> &Value {
         &self.value

@@ -27,6 +27,22 @@ pub fn runtime_name() -> String {
         .unwrap_or_else(|| runtime_path().display().to_string())
 }
 
+/// Set to `1` to run the tests of `tests/husk_only.rs` against any runtime
+/// (to see which of them another runtime fails).
+pub const STRICT_ENV: &str = "HUSK_CONFORMANCE_STRICT";
+
+/// Whether tests that only husk is expected to pass should run: the runtime
+/// is husk (its file name starts with `husk`), or [`STRICT_ENV`] is `1`.
+/// Otherwise prints a skip notice naming `test` and returns false.
+pub fn husk_only(test: &str) -> bool {
+    let strict = env::var(STRICT_ENV).is_ok_and(|v| v == "1");
+    if strict || runtime_name().starts_with("husk") {
+        return true;
+    }
+    eprintln!("skipping {test}: husk-only test, runtime is {} (set {STRICT_ENV}=1 to run it anyway)", runtime_name());
+    false
+}
+
 fn default_runtime() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/husk")
 }
