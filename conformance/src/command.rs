@@ -61,7 +61,9 @@ impl Output {
     pub fn assert_stderr_contains_any(&self, needles: &[&str]) -> &Self {
         let haystack = self.stderr.to_ascii_lowercase();
         assert!(
-            needles.iter().any(|n| haystack.contains(&n.to_ascii_lowercase())),
+            needles
+                .iter()
+                .any(|n| haystack.contains(&n.to_ascii_lowercase())),
             "expected stderr to mention one of {needles:?}:\n{self}"
         );
         self
@@ -174,7 +176,8 @@ impl Invocation {
     /// Panics if the command cannot be started or hangs past the guard.
     #[track_caller]
     pub fn execute(self, out_prefix: &Path) -> Output {
-        self.try_execute(out_prefix).unwrap_or_else(|e| panic!("{e}"))
+        self.try_execute(out_prefix)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Like [`Invocation::execute`], returning problems instead of panicking.
@@ -182,7 +185,8 @@ impl Invocation {
         let command = self.command_line();
         let stdout_path = out_prefix.with_extension("out");
         let stderr_path = out_prefix.with_extension("err");
-        let create = |path: &Path| File::create(path).map_err(|e| format!("create {}: {e}", path.display()));
+        let create =
+            |path: &Path| File::create(path).map_err(|e| format!("create {}: {e}", path.display()));
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -205,7 +209,8 @@ impl Invocation {
                 cmd.pre_exec(hook);
             }
         }
-        let mut child = reaper::spawn_owned(&mut cmd).map_err(|e| format!("cannot run {command}: {e}"))?;
+        let mut child =
+            reaper::spawn_owned(&mut cmd).map_err(|e| format!("cannot run {command}: {e}"))?;
         drop(self.fds);
         let deadline = Instant::now() + HANG_GUARD;
         let status = loop {

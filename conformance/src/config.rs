@@ -37,7 +37,13 @@ pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-const ALL_CAP_KINDS: [&str; 5] = ["bounding", "effective", "permitted", "inheritable", "ambient"];
+const ALL_CAP_KINDS: [&str; 5] = [
+    "bounding",
+    "effective",
+    "permitted",
+    "inheritable",
+    "ambient",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -110,7 +116,8 @@ impl Config {
 
     /// Serialized, pretty-printed.
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string_pretty(&self.value).unwrap_or_else(|e| panic!("serialize config: {e}"))
+        serde_json::to_string_pretty(&self.value)
+            .unwrap_or_else(|e| panic!("serialize config: {e}"))
     }
 
     /// Sets the value at a JSON pointer (`/process/cwd`), creating objects on the way.
@@ -225,7 +232,10 @@ impl Config {
         if let Some(Value::Array(items)) = self.value.pointer_mut("/process/rlimits") {
             items.retain(|r| r.get("type").and_then(Value::as_str) != Some(kind));
         }
-        self.push("/process/rlimits", json!({ "type": kind, "soft": soft, "hard": hard }))
+        self.push(
+            "/process/rlimits",
+            json!({ "type": kind, "soft": soft, "hard": hard }),
+        )
     }
 
     /// Adds a mount.
@@ -253,7 +263,8 @@ impl Config {
 
     /// Adds a namespace to create (replacing an entry of the same type).
     pub fn namespace(self, kind: &str) -> Self {
-        self.remove_namespace(kind).push("/linux/namespaces", json!({ "type": kind }))
+        self.remove_namespace(kind)
+            .push("/linux/namespaces", json!({ "type": kind }))
     }
 
     /// Joins the namespace at `path` (replacing an entry of the same type).
@@ -279,7 +290,10 @@ impl Config {
     }
 
     pub fn sysctl(self, key: &str, value: &str) -> Self {
-        let pointer = format!("/linux/sysctl/{}", key.replace('~', "~0").replace('/', "~1"));
+        let pointer = format!(
+            "/linux/sysctl/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        );
         self.set(&pointer, json!(value))
     }
 
@@ -301,7 +315,14 @@ impl Config {
     }
 
     /// Appends a hook of `kind` (`prestart`, `createRuntime`, ...).
-    pub fn hook(self, kind: &str, path: &str, args: &[&str], env: &[&str], timeout: Option<u32>) -> Self {
+    pub fn hook(
+        self,
+        kind: &str,
+        path: &str,
+        args: &[&str],
+        env: &[&str],
+        timeout: Option<u32>,
+    ) -> Self {
         let mut hook = Map::new();
         hook.insert("path".into(), json!(path));
         hook.insert("args".into(), json!(args));
@@ -352,7 +373,12 @@ mod tests {
     fn env_replaces_existing_key() {
         let c = Config::runc_spec().env("TERM", "dumb").env("FOO", "1");
         let env = c.json()["process"]["env"].as_array().unwrap();
-        assert_eq!(env.iter().filter(|v| v.as_str().unwrap().starts_with("TERM=")).count(), 1);
+        assert_eq!(
+            env.iter()
+                .filter(|v| v.as_str().unwrap().starts_with("TERM="))
+                .count(),
+            1
+        );
         assert!(env.contains(&json!("TERM=dumb")));
         assert!(env.contains(&json!("FOO=1")));
     }
@@ -366,7 +392,10 @@ mod tests {
             .iter()
             .filter(|n| n["type"] == "network")
             .collect();
-        assert_eq!(ns, vec![&json!({"type": "network", "path": "/run/netns/x"})]);
+        assert_eq!(
+            ns,
+            vec![&json!({"type": "network", "path": "/run/netns/x"})]
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ impl ConsoleSocket {
         let listener = UnixListener::bind(path)
             .unwrap_or_else(|e| panic!("bind console socket {}: {e}", path.display()));
         let receiver = thread::spawn(move || receive_master(&listener));
-        ConsoleSocket { path: path.to_path_buf(), receiver }
+        ConsoleSocket {
+            path: path.to_path_buf(),
+            receiver,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -38,7 +41,9 @@ impl ConsoleSocket {
     #[track_caller]
     pub fn receive(self) -> Pty {
         match self.receiver.join() {
-            Ok(Ok(fd)) => Pty { master: File::from(fd) },
+            Ok(Ok(fd)) => Pty {
+                master: File::from(fd),
+            },
             Ok(Err(e)) => panic!("console socket {}: {e}", self.path.display()),
             Err(_) => panic!("console socket thread for {} panicked", self.path.display()),
         }
@@ -46,7 +51,9 @@ impl ConsoleSocket {
 }
 
 fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
-    listener.set_nonblocking(true).map_err(|e| format!("set nonblocking: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("set nonblocking: {e}"))?;
     let deadline = Instant::now() + HANG_GUARD;
     let stream = loop {
         match listener.accept() {
@@ -57,15 +64,22 @@ fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
             Err(e) => return Err(format!("no runtime connected ({e})")),
         }
     };
-    stream.set_nonblocking(false).map_err(|e| format!("set blocking: {e}"))?;
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| format!("set blocking: {e}"))?;
     stream
         .set_read_timeout(Some(HANG_GUARD))
         .map_err(|e| format!("set read timeout: {e}"))?;
     let mut payload = [0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut payload)];
     let mut space = cmsg_space!([RawFd; 4]);
-    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| format!("recvmsg: {e}"))?;
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("recvmsg: {e}"))?;
     let mut fds: Vec<RawFd> = Vec::new();
     for cmsg in msg.cmsgs().map_err(|e| format!("control messages: {e}"))? {
         if let ControlMessageOwned::ScmRights(received) = cmsg {
@@ -79,7 +93,10 @@ fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect();
     if owned.len() != 1 {
-        return Err(format!("expected exactly one fd over SCM_RIGHTS, got {}", owned.len()));
+        return Err(format!(
+            "expected exactly one fd over SCM_RIGHTS, got {}",
+            owned.len()
+        ));
     }
     owned.pop().ok_or_else(|| "no fd received".to_string())
 }
@@ -110,7 +127,10 @@ impl Pty {
                 return String::from_utf8_lossy(&seen).into_owned();
             }
             if Instant::now() > deadline {
-                panic!("pty: no {needle:?} within {HANG_GUARD:?}; got {:?}", String::from_utf8_lossy(&seen));
+                panic!(
+                    "pty: no {needle:?} within {HANG_GUARD:?}; got {:?}",
+                    String::from_utf8_lossy(&seen)
+                );
             }
             let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(100u16)) {
@@ -119,7 +139,10 @@ impl Pty {
                 Err(e) => panic!("poll pty master: {e}"),
             }
             match self.master.read(&mut buf) {
-                Ok(0) => panic!("pty closed before {needle:?}; got {:?}", String::from_utf8_lossy(&seen)),
+                Ok(0) => panic!(
+                    "pty closed before {needle:?}; got {:?}",
+                    String::from_utf8_lossy(&seen)
+                ),
                 Ok(n) => seen.extend_from_slice(&buf[..n]),
                 // EIO: every slave fd is closed (the container exited).
                 Err(e) => panic!(

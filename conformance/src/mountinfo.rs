@@ -25,7 +25,9 @@ pub fn is_mount_point(path: &Path) -> bool {
 
 fn mount_point(line: &str) -> Option<PathBuf> {
     // Fields: id parent major:minor root mount_point options ...
-    line.split(' ').nth(4).map(|field| PathBuf::from(unescape(field)))
+    line.split(' ')
+        .nth(4)
+        .map(|field| PathBuf::from(unescape(field)))
 }
 
 /// Undoes the kernel's octal escapes (`\040` for space, `\011`, `\012`, `\134`).
@@ -35,7 +37,9 @@ fn unescape(field: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let escaped = bytes.get(i + 1..i + 4).filter(|_| bytes[i] == b'\\');
-        match escaped.and_then(|digits| u8::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok()) {
+        match escaped
+            .and_then(|digits| u8::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok())
+        {
             Some(byte) => {
                 out.push(byte);
                 i += 4;

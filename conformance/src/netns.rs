@@ -16,7 +16,11 @@ impl NamedNetns {
     #[track_caller]
     pub fn create() -> NamedNetns {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let name = format!("husk-conf-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "husk-conf-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         ip(&["netns", "add", &name]);
         NamedNetns { name }
     }

@@ -23,7 +23,9 @@ static OWNED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 
 fn owned() -> MutexGuard<'static, Option<HashSet<i32>>> {
     // A panic while holding the lock cannot leave the set inconsistent.
-    OWNED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    OWNED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Marks this process as a child subreaper and starts the reaper thread, once.

@@ -20,8 +20,24 @@ pub const HOST_BUSYBOX: &str = "/bin/busybox";
 
 /// Directories every rootfs has.
 pub const DIRS: [&str; 18] = [
-    "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "run",
-    "mnt", "home/husk", "var/www", "var/log", "var/tmp", "lib", "opt",
+    "bin",
+    "sbin",
+    "usr/bin",
+    "usr/sbin",
+    "etc",
+    "proc",
+    "sys",
+    "dev",
+    "tmp",
+    "root",
+    "run",
+    "mnt",
+    "home/husk",
+    "var/www",
+    "var/log",
+    "var/tmp",
+    "lib",
+    "opt",
 ];
 
 pub const PASSWD: &str = "\

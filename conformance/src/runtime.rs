@@ -13,10 +13,12 @@ pub const RUNTIME_ENV: &str = "HUSK_RUNTIME";
 /// shows up as one clear message instead of a wall of spawn errors.
 pub fn runtime_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| match resolve(env::var_os(RUNTIME_ENV).map(PathBuf::from)) {
-        Ok(path) => path,
-        Err(message) => panic!("{message}"),
-    })
+    PATH.get_or_init(
+        || match resolve(env::var_os(RUNTIME_ENV).map(PathBuf::from)) {
+            Ok(path) => path,
+            Err(message) => panic!("{message}"),
+        },
+    )
 }
 
 /// A short name for messages: the binary's file name.
@@ -39,7 +41,10 @@ pub fn husk_only(test: &str) -> bool {
     if strict || runtime_name().starts_with("husk") {
         return true;
     }
-    eprintln!("skipping {test}: husk-only test, runtime is {} (set {STRICT_ENV}=1 to run it anyway)", runtime_name());
+    eprintln!(
+        "skipping {test}: husk-only test, runtime is {} (set {STRICT_ENV}=1 to run it anyway)",
+        runtime_name()
+    );
     false
 }
 
@@ -68,7 +73,10 @@ fn resolve(from_env: Option<PathBuf>) -> Result<PathBuf, String> {
                 .find(|candidate| candidate.is_file())
         });
         return found.ok_or_else(|| {
-            format!("{RUNTIME_ENV}={} was not found in PATH", requested.display())
+            format!(
+                "{RUNTIME_ENV}={} was not found in PATH",
+                requested.display()
+            )
         });
     }
     if requested.is_file() {
@@ -98,7 +106,11 @@ mod tests {
     #[test]
     fn bare_name_is_looked_up_in_path() {
         let found = resolve(Some(PathBuf::from("sh"))).unwrap();
-        assert!(found.is_absolute() && found.ends_with("sh"), "{}", found.display());
+        assert!(
+            found.is_absolute() && found.ends_with("sh"),
+            "{}",
+            found.display()
+        );
     }
 
     #[test]

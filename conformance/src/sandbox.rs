@@ -77,7 +77,10 @@ fn remove_stale_base_dirs(tmp: &Path) {
         let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(BASE_PREFIX)) else {
             continue;
         };
-        if pid.parse::<u32>().is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+        if pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        {
             remove_tree_safely(&entry.path());
         }
     }
@@ -129,7 +132,14 @@ impl Sandbox {
         if let Err(e) = rootfs::populate(&rootfs_dir) {
             panic!("populate {}: {e}", rootfs_dir.display());
         }
-        Sandbox { name, dir, root, bundle, logs, ids: Mutex::new(BTreeSet::new()) }
+        Sandbox {
+            name,
+            dir,
+            root,
+            bundle,
+            logs,
+            ids: Mutex::new(BTreeSet::new()),
+        }
     }
 
     /// The sandbox's temp dir; everything the test makes lives below it.
@@ -182,7 +192,10 @@ impl Sandbox {
 
     /// Registers an id the test made up itself, so drop cleans it up.
     pub fn register(&self, id: &str) {
-        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string());
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
     }
 
     /// Writes `config` as `config.json` into the main bundle.
@@ -210,7 +223,8 @@ impl Sandbox {
     }
 
     fn out_prefix(&self, label: &str) -> PathBuf {
-        self.logs.join(format!("{:03}-{}", next_seq(), sanitize(label)))
+        self.logs
+            .join(format!("{:03}-{}", next_seq(), sanitize(label)))
     }
 
     /// `runtime --root R <args>`.
@@ -311,10 +325,26 @@ impl Sandbox {
     /// under the sandbox dir. Empty means clean.
     pub fn leftovers(&self, id: &str) -> Vec<String> {
         let mut found = Vec::new();
-        found.extend(state_entries(&self.root, id).iter().map(|p| format!("state entry {}", p.display())));
-        found.extend(cgroup_dirs(id).iter().map(|p| format!("cgroup {}", p.display())));
-        found.extend(self.leftover_mounts().iter().map(|p| format!("mount {}", p.display())));
-        found.extend(self.leftover_processes().iter().map(|p| format!("process {p}")));
+        found.extend(
+            state_entries(&self.root, id)
+                .iter()
+                .map(|p| format!("state entry {}", p.display())),
+        );
+        found.extend(
+            cgroup_dirs(id)
+                .iter()
+                .map(|p| format!("cgroup {}", p.display())),
+        );
+        found.extend(
+            self.leftover_mounts()
+                .iter()
+                .map(|p| format!("mount {}", p.display())),
+        );
+        found.extend(
+            self.leftover_processes()
+                .iter()
+                .map(|p| format!("process {p}")),
+        );
         found
     }
 
@@ -322,7 +352,10 @@ impl Sandbox {
     #[track_caller]
     pub fn assert_nothing_left(&self, id: &str) {
         let left = self.leftovers(id);
-        assert!(left.is_empty(), "container {id} left things behind: {left:#?}");
+        assert!(
+            left.is_empty(),
+            "container {id} left things behind: {left:#?}"
+        );
     }
 
     fn leftover_mounts(&self) -> Vec<PathBuf> {
@@ -337,16 +370,25 @@ impl Sandbox {
         entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
             .filter(|pid| {
-                fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|root| root.starts_with(&self.dir))
+                fs::read_link(format!("/proc/{pid}/root"))
+                    .is_ok_and(|root| root.starts_with(&self.dir))
             })
             .collect()
     }
 
     fn cleanup(&mut self) -> Vec<String> {
-        let ids: Vec<String> = self.ids.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        let ids: Vec<String> = self
+            .ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         for id in &ids {
             // Best effort: the result is judged by the leftover scan below.
-            let _ = self.call(&["delete", "--force", id]).try_execute(&self.out_prefix("cleanup-delete"));
+            let _ = self
+                .call(&["delete", "--force", id])
+                .try_execute(&self.out_prefix("cleanup-delete"));
         }
         // The runtime may return while SIGKILLed processes are still exiting.
         let grace = Instant::now() + Duration::from_secs(10);
@@ -371,7 +413,10 @@ impl Sandbox {
             }
         }
         if !remove_tree_safely(&self.dir) {
-            eprintln!("warning: could not remove {} (mounts remain)", self.dir.display());
+            eprintln!(
+                "warning: could not remove {} (mounts remain)",
+                self.dir.display()
+            );
         }
     }
 }
@@ -380,7 +425,9 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let problems = self.cleanup();
         if !problems.is_empty() && !thread::panicking() {
-            panic!("cleanup check: the runtime left things behind after delete --force: {problems:#?}");
+            panic!(
+                "cleanup check: the runtime left things behind after delete --force: {problems:#?}"
+            );
         }
     }
 }
@@ -395,7 +442,13 @@ pub fn write_config_to(bundle: &Path, config: &Config) {
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 

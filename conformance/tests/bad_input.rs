@@ -35,7 +35,11 @@ fn assert_clean_failure(sb: &Sandbox, id: &str, out: &Output, mentions: &[&str])
     out.assert_failure().assert_stderr_contains_any(mentions);
     sb.runtime(&["state", id]).assert_failure();
     sb.assert_nothing_left(id);
-    assert_eq!(root_entries(sb), Vec::<String>::new(), "state root not empty after:\n{out}");
+    assert_eq!(
+        root_entries(sb),
+        Vec::<String>::new(),
+        "state root not empty after:\n{out}"
+    );
 }
 
 #[test]
@@ -45,7 +49,12 @@ fn invalid_json_is_rejected() {
     let bundle = sb.bundle().to_string_lossy().into_owned();
     fs::write(sb.bundle().join("config.json"), "{not json").expect("write");
     let out = sb.runtime(&["create", "--bundle", &bundle, &id]);
-    assert_clean_failure(&sb, &id, &out, &["json", "invalid character", "parse", "line 1"]);
+    assert_clean_failure(
+        &sb,
+        &id,
+        &out,
+        &["json", "invalid character", "parse", "line 1"],
+    );
 }
 
 #[test]
@@ -59,19 +68,29 @@ fn missing_config_json_is_rejected() {
 
 #[test]
 fn missing_process_args_is_rejected() {
-    create_fails("no-args", &Config::runc_spec().remove("/process/args"), &["args"]);
+    create_fails(
+        "no-args",
+        &Config::runc_spec().remove("/process/args"),
+        &["args"],
+    );
 }
 
 #[test]
 fn empty_process_args_is_rejected() {
-    create_fails("empty-args", &Config::runc_spec().set("/process/args", json!([])), &["args"]);
+    create_fails(
+        "empty-args",
+        &Config::runc_spec().set("/process/args", json!([])),
+        &["args"],
+    );
 }
 
 #[test]
 fn missing_rootfs_is_rejected() {
-    create_fails("no-rootfs", &Config::runc_spec().set("/root/path", json!("hc-no-such-rootfs")), &[
-        "hc-no-such-rootfs",
-    ]);
+    create_fails(
+        "no-rootfs",
+        &Config::runc_spec().set("/root/path", json!("hc-no-such-rootfs")),
+        &["hc-no-such-rootfs"],
+    );
 }
 
 #[test]
@@ -86,11 +105,17 @@ fn ids_with_slash_or_dotdot_are_rejected() {
         let out = sb.runtime(&["create", "--bundle", &bundle, id]);
         out.assert_failure();
         let stderr = out.stderr.to_ascii_lowercase();
-        assert!(stderr.contains("id") && (stderr.contains("invalid") || stderr.contains("format")), "{out}");
+        assert!(
+            stderr.contains("id") && (stderr.contains("invalid") || stderr.contains("format")),
+            "{out}"
+        );
         assert_eq!(root_entries(&sb), Vec::<String>::new(), "after id {id:?}");
     }
     let parent = sb.root().parent().expect("root has a parent");
-    assert!(!parent.join(&escape_name).exists(), "an id escaped the state root");
+    assert!(
+        !parent.join(&escape_name).exists(),
+        "an id escaped the state root"
+    );
     assert!(!parent.join("slash").exists() && !sb.root().join("hc").exists());
 }
 
@@ -123,22 +148,38 @@ fn joining_a_missing_namespace_path_fails() {
 
 #[test]
 fn unknown_rlimit_type_is_rejected() {
-    create_fails("bad-rlimit", &Config::runc_spec().rlimit("RLIMIT_HCBOGUS", 1, 1), &["RLIMIT_HCBOGUS"]);
+    create_fails(
+        "bad-rlimit",
+        &Config::runc_spec().rlimit("RLIMIT_HCBOGUS", 1, 1),
+        &["RLIMIT_HCBOGUS"],
+    );
 }
 
 #[test]
 fn relative_cwd_is_rejected() {
-    create_fails("relative-cwd", &Config::runc_spec().cwd("relative/dir"), &["cwd"]);
+    create_fails(
+        "relative-cwd",
+        &Config::runc_spec().cwd("relative/dir"),
+        &["cwd"],
+    );
 }
 
 #[test]
 fn missing_executable_fails_create() {
-    create_fails("no-exec", &Config::runc_spec().args(&["/hc/no/such/binary"]), &["/hc/no/such/binary"]);
+    create_fails(
+        "no-exec",
+        &Config::runc_spec().args(&["/hc/no/such/binary"]),
+        &["/hc/no/such/binary"],
+    );
 }
 
 #[test]
 fn executable_not_in_path_fails_create() {
-    create_fails("no-exec-path", &Config::runc_spec().args(&["hc-no-such-command"]), &["hc-no-such-command"]);
+    create_fails(
+        "no-exec-path",
+        &Config::runc_spec().args(&["hc-no-such-command"]),
+        &["hc-no-such-command"],
+    );
 }
 
 #[test]
@@ -161,18 +202,29 @@ fn invalid_device_type_is_rejected() {
 
 #[test]
 fn sysctl_outside_a_namespaced_subsystem_is_rejected() {
-    create_fails("bad-sysctl", &Config::runc_spec().sysctl("kernel.hc_bogus", "1"), &["kernel.hc_bogus"]);
+    create_fails(
+        "bad-sysctl",
+        &Config::runc_spec().sysctl("kernel.hc_bogus", "1"),
+        &["kernel.hc_bogus"],
+    );
 }
 
 #[test]
 fn missing_hook_binary_fails_create() {
-    let config = Config::runc_spec().sh("true").hook("createRuntime", "/hc/no/such/hook", &[], &[], None);
+    let config =
+        Config::runc_spec()
+            .sh("true")
+            .hook("createRuntime", "/hc/no/such/hook", &[], &[], None);
     create_fails("no-hook", &config, &["hook"]);
 }
 
 #[test]
 fn terminal_without_console_socket_is_rejected() {
-    create_fails("tty-no-socket", &Config::runc_spec().terminal(true), &["console"]);
+    create_fails(
+        "tty-no-socket",
+        &Config::runc_spec().terminal(true),
+        &["console"],
+    );
 }
 
 #[test]
@@ -180,7 +232,11 @@ fn console_socket_without_terminal_is_rejected() {
     let sb = Sandbox::new("socket-no-tty");
     let id = sb.new_id();
     let socket = sb.dir().join("unused.sock");
-    let out = sb.create(&id, &Config::runc_spec().sh("true"), &["--console-socket", &socket.to_string_lossy()]);
+    let out = sb.create(
+        &id,
+        &Config::runc_spec().sh("true"),
+        &["--console-socket", &socket.to_string_lossy()],
+    );
     assert_clean_failure(&sb, &id, &out, &["console"]);
 }
 
@@ -188,7 +244,11 @@ fn console_socket_without_terminal_is_rejected() {
 fn other_1x_oci_versions_are_accepted() {
     let sb = Sandbox::new("oci-versions");
     for version in ["1.0.0", "1.1.0", "1.2.0"] {
-        let out = sb.run(&Config::runc_spec().set("/ociVersion", json!(version)).sh("echo ok"));
+        let out = sb.run(
+            &Config::runc_spec()
+                .set("/ociVersion", json!(version))
+                .sh("echo ok"),
+        );
         out.assert_success().assert_stdout_eq("ok");
     }
 }

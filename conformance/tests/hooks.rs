@@ -21,7 +21,11 @@ const ALL_KINDS: [&str; 6] = [
 /// pivot_root, see the host path; startContainer runs after pivot_root and
 /// must use the container path.
 fn log_dir_for(kind: &str, host: &Path) -> String {
-    if kind == "startContainer" { "/hooklog".into() } else { host.display().to_string() }
+    if kind == "startContainer" {
+        "/hooklog".into()
+    } else {
+        host.display().to_string()
+    }
 }
 
 /// A config whose hooks of every kind save their stdin to `<kind>.json` and
@@ -46,8 +50,10 @@ fn order(host: &Path) -> Vec<String> {
 
 fn hook_state(host: &Path, kind: &str) -> Value {
     let path = host.join(format!("{kind}.json"));
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{kind} hook left no state ({e})"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{kind} hook stdin is not JSON ({e}): {text}"))
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{kind} hook left no state ({e})"));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{kind} hook stdin is not JSON ({e}): {text}"))
 }
 
 fn same_path(a: &Value, b: &Path) -> bool {
@@ -62,12 +68,24 @@ fn all_six_hooks_run_in_order_with_the_state_on_stdin() {
     let sb = Sandbox::new("hooks-all");
     let host = sb.host_dir("hooklog");
     let id = sb.new_id();
-    sb.create_ok(&id, &logging_hooks(&host, "echo user >> /hooklog/order; sleep 1000"));
+    sb.create_ok(
+        &id,
+        &logging_hooks(&host, "echo user >> /hooklog/order; sleep 1000"),
+    );
     // runc 1.1 also runs poststart here (a known runc bug); husk_only.rs checks
     // that poststart waits for `start`.
     let after_create = order(&host);
-    assert_eq!(after_create.get(..3), Some(&["prestart", "createRuntime", "createContainer"].map(String::from)[..]), "after create: {after_create:?}");
-    assert!(!after_create.iter().any(|k| k == "startContainer" || k == "user"), "after create: {after_create:?}");
+    assert_eq!(
+        after_create.get(..3),
+        Some(&["prestart", "createRuntime", "createContainer"].map(String::from)[..]),
+        "after create: {after_create:?}"
+    );
+    assert!(
+        !after_create
+            .iter()
+            .any(|k| k == "startContainer" || k == "user"),
+        "after create: {after_create:?}"
+    );
     let pid = sb.state(&id)["pid"].as_i64().expect("pid");
 
     for kind in ["prestart", "createRuntime"] {
@@ -76,7 +94,12 @@ fn all_six_hooks_run_in_order_with_the_state_on_stdin() {
         assert_eq!(state["status"], "creating", "{kind}: {state}");
         assert_eq!(state["pid"].as_i64(), Some(pid), "{kind}: {state}");
         assert!(same_path(&state["bundle"], sb.bundle()), "{kind}: {state}");
-        assert!(state["ociVersion"].as_str().is_some_and(|v| v.starts_with("1.")), "{kind}: {state}");
+        assert!(
+            state["ociVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("1.")),
+            "{kind}: {state}"
+        );
     }
     let state = hook_state(&host, "createContainer");
     assert_eq!(state["id"], id.as_str(), "{state}");
@@ -87,17 +110,31 @@ fn all_six_hooks_run_in_order_with_the_state_on_stdin() {
     let state = hook_state(&host, "poststart");
     assert_eq!(state["id"], id.as_str(), "{state}");
     assert_eq!(state["pid"].as_i64(), Some(pid), "{state}");
-    wait_until("the user process ran", || order(&host).contains(&"user".to_string()));
+    wait_until("the user process ran", || {
+        order(&host).contains(&"user".to_string())
+    });
     let after_start = order(&host);
     let position = |name: &str| after_start.iter().position(|k| k == name);
-    assert!(position("startContainer") < position("user"), "startContainer before the process: {after_start:?}");
-    assert!(position("createContainer") < position("poststart"), "{after_start:?}");
+    assert!(
+        position("startContainer") < position("user"),
+        "startContainer before the process: {after_start:?}"
+    );
+    assert!(
+        position("createContainer") < position("poststart"),
+        "{after_start:?}"
+    );
     assert_eq!(hook_state(&host, "startContainer")["id"], id.as_str());
-    assert!(!host.join("poststop.json").exists(), "poststop ran before delete");
+    assert!(
+        !host.join("poststop.json").exists(),
+        "poststop ran before delete"
+    );
 
     sb.kill(&id, "KILL").assert_success();
     sb.wait_status(&id, "stopped");
-    assert!(!host.join("poststop.json").exists(), "poststop ran before delete");
+    assert!(
+        !host.join("poststop.json").exists(),
+        "poststop ran before delete"
+    );
     sb.delete(&id).assert_success();
     let state = hook_state(&host, "poststop");
     assert_eq!(state["id"], id.as_str(), "{state}");
@@ -105,7 +142,11 @@ fn all_six_hooks_run_in_order_with_the_state_on_stdin() {
     assert_eq!(order(&host).last().map(String::as_str), Some("poststop"));
     let all = order(&host);
     for kind in ALL_KINDS {
-        assert_eq!(all.iter().filter(|k| *k == kind).count(), 1, "{kind} ran once: {all:?}");
+        assert_eq!(
+            all.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind} ran once: {all:?}"
+        );
     }
 }
 
@@ -128,15 +169,29 @@ fn hooks_get_exactly_their_args_and_env() {
     sb.write_config(&config);
     let bundle = sb.bundle().to_string_lossy().into_owned();
     // A variable in the runtime's own environment must not reach the hook.
-    let call = sb.call(&["create", "--bundle", &bundle, &id]).env("HC_RUNTIME_ONLY", "leak");
+    let call = sb
+        .call(&["create", "--bundle", &bundle, &id])
+        .env("HC_RUNTIME_ONLY", "leak");
     sb.exec(call, "create").assert_success();
 
-    assert_eq!(fs::read_to_string(host.join("args")).unwrap_or_default().trim(), "first|second|hooked");
+    assert_eq!(
+        fs::read_to_string(host.join("args"))
+            .unwrap_or_default()
+            .trim(),
+        "first|second|hooked"
+    );
     let argv = fs::read_to_string(host.join("argv")).unwrap_or_default();
-    assert_eq!(argv.lines().next(), Some("hc-argv0"), "args[0] is argv[0]: {argv:?}");
+    assert_eq!(
+        argv.lines().next(),
+        Some("hc-argv0"),
+        "args[0] is argv[0]: {argv:?}"
+    );
     let env = fs::read_to_string(host.join("env")).unwrap_or_default();
     assert!(env.lines().any(|l| l == "HC_HOOK_VAR=hooked"), "{env}");
-    assert!(!env.contains("HC_RUNTIME_ONLY"), "the runtime's env leaked into the hook:\n{env}");
+    assert!(
+        !env.contains("HC_RUNTIME_ONLY"),
+        "the runtime's env leaked into the hook:\n{env}"
+    );
 }
 
 fn assert_failing_hook_leaves_nothing(kind: &str) {
@@ -145,7 +200,13 @@ fn assert_failing_hook_leaves_nothing(kind: &str) {
     let config = Config::runc_spec()
         .bind(&host, "/host", &[])
         .sh("touch /host/user-ran")
-        .hook(kind, "/bin/sh", &["sh", "-c", "echo hook-complains >&2; exit 3"], &[], None);
+        .hook(
+            kind,
+            "/bin/sh",
+            &["sh", "-c", "echo hook-complains >&2; exit 3"],
+            &[],
+            None,
+        );
     let id = sb.new_id();
     sb.create(&id, &config, &[])
         .assert_failure()
@@ -177,10 +238,19 @@ fn poststop_runs_at_delete_of_an_exited_container() {
     let sb = Sandbox::new("hooks-poststop");
     let host = sb.host_dir("hooklog");
     let script = format!("cat > {}/poststop.json", host.display());
-    let config = Config::runc_spec().sh("exit 0").hook("poststop", "/bin/sh", &["sh", "-c", &script], &[], None);
+    let config = Config::runc_spec().sh("exit 0").hook(
+        "poststop",
+        "/bin/sh",
+        &["sh", "-c", &script],
+        &[],
+        None,
+    );
     let id = sb.new_id();
     sb.create_start_wait(&id, &config);
-    assert!(!host.join("poststop.json").exists(), "poststop ran before delete");
+    assert!(
+        !host.join("poststop.json").exists(),
+        "poststop ran before delete"
+    );
     sb.delete(&id).assert_success();
     assert_eq!(hook_state(&host, "poststop")["id"], id.as_str());
 }
@@ -190,7 +260,13 @@ fn run_runs_poststop_when_the_process_exits() {
     let sb = Sandbox::new("hooks-run-poststop");
     let host = sb.host_dir("hooklog");
     let script = format!("cat > {}/poststop.json", host.display());
-    let config = Config::runc_spec().sh("exit 5").hook("poststop", "/bin/sh", &["sh", "-c", &script], &[], None);
+    let config = Config::runc_spec().sh("exit 5").hook(
+        "poststop",
+        "/bin/sh",
+        &["sh", "-c", &script],
+        &[],
+        None,
+    );
     let id = sb.new_id();
     let out = sb.run_id(&id, &config);
     assert_eq!(out.code, 5, "{out}");
@@ -203,18 +279,29 @@ fn hook_past_its_timeout_fails_create_and_is_killed() {
     let host = sb.host_dir("hooklog");
     let pid_file = host.join("hook.pid");
     let script = format!("echo $$ > {}; exec sleep 120", pid_file.display());
-    let config = Config::runc_spec()
-        .sh("true")
-        .hook("createRuntime", "/bin/sh", &["sh", "-c", &script], &[], Some(1));
+    let config = Config::runc_spec().sh("true").hook(
+        "createRuntime",
+        "/bin/sh",
+        &["sh", "-c", &script],
+        &[],
+        Some(1),
+    );
     let id = sb.new_id();
     sb.create(&id, &config, &[])
         .assert_failure()
         .assert_stderr_contains_any(&["timeout", "timed out"]);
     wait_for_file(&pid_file);
-    let pid = fs::read_to_string(&pid_file).unwrap_or_default().trim().to_string();
+    let pid = fs::read_to_string(&pid_file)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     wait_until(&format!("hook process {pid} is killed"), || {
         fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
             .unwrap_or(true)
     });
     sb.assert_nothing_left(&id);

@@ -39,14 +39,22 @@ fn poststart_hooks_wait_for_start() {
     let sb = Sandbox::new("poststart-timing");
     let host = sb.host_dir("hooklog");
     let script = format!("cat > {}/poststart.json", host.display());
-    let config = Config::runc_spec()
-        .sh("sleep 1000")
-        .hook("poststart", "/bin/sh", &["sh", "-c", &script], &[], None);
+    let config = Config::runc_spec().sh("sleep 1000").hook(
+        "poststart",
+        "/bin/sh",
+        &["sh", "-c", &script],
+        &[],
+        None,
+    );
     let id = sb.new_id();
     sb.create_ok(&id, &config);
-    assert!(!host.join("poststart.json").exists(), "poststart ran during create");
+    assert!(
+        !host.join("poststart.json").exists(),
+        "poststart ran during create"
+    );
     sb.start(&id).assert_success();
-    let text = fs::read_to_string(host.join("poststart.json")).expect("poststart ran before start returned");
+    let text = fs::read_to_string(host.join("poststart.json"))
+        .expect("poststart ran before start returned");
     let state: serde_json::Value = serde_json::from_str(&text).expect("state JSON");
     assert_eq!(state["id"], id.as_str());
 }

@@ -17,7 +17,9 @@ fn sleeper(host: &Path) -> Config {
 
 /// Pid of the container as the state reports it.
 fn state_pid(state: &Value) -> i64 {
-    state["pid"].as_i64().unwrap_or_else(|| panic!("state has no numeric pid: {state}"))
+    state["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("state has no numeric pid: {state}"))
 }
 
 #[test]
@@ -39,7 +41,10 @@ fn create_does_not_run_user_code_until_start() {
     assert!(pid > 0, "{state}");
     let written = fs::read_to_string(&pid_file).expect("pid file written by create");
     assert_eq!(written.trim(), pid.to_string(), "pid file content");
-    assert!(Path::new(&format!("/proc/{pid}")).exists(), "init process {pid} is alive");
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "init process {pid} is alive"
+    );
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(
         !String::from_utf8_lossy(&cmdline).contains("hc-user-code-marker"),
@@ -107,7 +112,9 @@ fn run_returns_128_plus_signal_when_killed() {
     let sb = Sandbox::new("run-signal-code");
     // Without a pid namespace the shell is not an init process, so it can
     // kill itself with SIGKILL.
-    let config = Config::runc_spec().remove_namespace("pid").sh("kill -KILL $$; exit 3");
+    let config = Config::runc_spec()
+        .remove_namespace("pid")
+        .sh("kill -KILL $$; exit 3");
     let out = sb.run(&config);
     assert_eq!(out.code, 128 + 9, "{out}");
 }
@@ -119,7 +126,8 @@ fn run_detach_returns_while_container_runs() {
     let id = sb.new_id();
     sb.write_config(&sleeper(&host));
     let bundle = sb.bundle().to_string_lossy().into_owned();
-    sb.runtime(&["run", "--detach", "--bundle", &bundle, &id]).assert_success();
+    sb.runtime(&["run", "--detach", "--bundle", &bundle, &id])
+        .assert_success();
     wait_for_file(&host.join("ready"));
     assert_eq!(sb.status(&id).as_deref(), Some("running"));
 }
@@ -141,7 +149,8 @@ fn run_keep_leaves_a_stopped_container() {
 fn run_without_keep_removes_the_container() {
     let sb = Sandbox::new("run-removes");
     let id = sb.new_id();
-    sb.run_id(&id, &Config::runc_spec().sh("true")).assert_success();
+    sb.run_id(&id, &Config::runc_spec().sh("true"))
+        .assert_success();
     sb.runtime(&["state", &id])
         .assert_failure()
         .assert_stderr_contains("does not exist");
@@ -159,7 +168,11 @@ fn delete_of_running_container_needs_force() {
     let pid = state_pid(&sb.state(&id));
 
     sb.delete(&id).assert_failure();
-    assert_eq!(sb.status(&id).as_deref(), Some("running"), "failed delete must not touch the container");
+    assert_eq!(
+        sb.status(&id).as_deref(),
+        Some("running"),
+        "failed delete must not touch the container"
+    );
 
     sb.delete_force(&id).assert_success();
     sb.runtime(&["state", &id])
@@ -213,7 +226,10 @@ fn start_twice_fails() {
     wait_for_file(&host.join("ready"));
     let second = sb.start(&id);
     second.assert_failure();
-    assert!(!second.stderr.trim().is_empty(), "a failed start explains itself:\n{second}");
+    assert!(
+        !second.stderr.trim().is_empty(),
+        "a failed start explains itself:\n{second}"
+    );
     assert_eq!(sb.status(&id).as_deref(), Some("running"));
 }
 
@@ -273,7 +289,12 @@ fn kill_default_signal_is_term() {
     wait_for_file(&host.join("ready"));
     sb.runtime(&["kill", &id]).assert_success();
     sb.wait_status(&id, "stopped");
-    assert_eq!(fs::read_to_string(host.join("got")).unwrap_or_default().trim(), "term");
+    assert_eq!(
+        fs::read_to_string(host.join("got"))
+            .unwrap_or_default()
+            .trim(),
+        "term"
+    );
 }
 
 #[test]
@@ -295,19 +316,30 @@ fn list_shows_containers_in_every_format() {
     let table = sb.runtime(&["list"]);
     table.assert_success();
     let lines = table.stdout_lines();
-    let header: Vec<&str> = lines.first().map(|l| l.split_whitespace().collect()).unwrap_or_default();
+    let header: Vec<&str> = lines
+        .first()
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
     assert_eq!(header.first(), Some(&"ID"), "{table}");
-    assert!(header.contains(&"STATUS") && header.contains(&"PID"), "{table}");
+    assert!(
+        header.contains(&"STATUS") && header.contains(&"PID"),
+        "{table}"
+    );
     for id in &ids {
-        let row = lines.iter().find(|l| l.split_whitespace().next() == Some(id.as_str()));
+        let row = lines
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(id.as_str()));
         let row = row.unwrap_or_else(|| panic!("no row for {id}:\n{table}"));
         assert!(row.split_whitespace().any(|f| f == "created"), "{row}");
     }
 
     let json = sb.runtime(&["list", "--format", "json"]);
     json.assert_success();
-    let value: Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}:\n{json}"));
-    let entries = value.as_array().unwrap_or_else(|| panic!("not an array:\n{json}"));
+    let value: Value =
+        serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}:\n{json}"));
+    let entries = value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array:\n{json}"));
     assert_eq!(entries.len(), 2, "{json}");
     for id in &ids {
         let entry = entries.iter().find(|e| e["id"] == id.as_str());
@@ -325,9 +357,13 @@ fn list_of_empty_root_is_empty() {
     assert!(out.stdout.trim().is_empty(), "{out}");
     let json = sb.runtime(&["list", "--format", "json"]);
     json.assert_success();
-    let value: Value = serde_json::from_str(json.stdout.trim()).unwrap_or_else(|e| panic!("{e}:\n{json}"));
+    let value: Value =
+        serde_json::from_str(json.stdout.trim()).unwrap_or_else(|e| panic!("{e}:\n{json}"));
     // runc prints `null` for an empty list; an empty array is just as good.
-    assert!(value.is_null() || value.as_array().is_some_and(Vec::is_empty), "{json}");
+    assert!(
+        value.is_null() || value.as_array().is_some_and(Vec::is_empty),
+        "{json}"
+    );
 }
 
 #[test]
@@ -347,12 +383,25 @@ fn state_reports_oci_fields() {
     assert!(state_pid(&state) > 0);
     let bundle = Path::new(state["bundle"].as_str().unwrap_or_default());
     assert!(bundle.is_absolute(), "{state}");
-    assert_eq!(bundle.canonicalize().ok(), sb.bundle().canonicalize().ok(), "{state}");
-    assert_eq!(state["annotations"]["org.example.purpose"], "conformance", "{state}");
-    assert_eq!(state["annotations"]["org.example/with-slash"], "yes", "{state}");
+    assert_eq!(
+        bundle.canonicalize().ok(),
+        sb.bundle().canonicalize().ok(),
+        "{state}"
+    );
+    assert_eq!(
+        state["annotations"]["org.example.purpose"], "conformance",
+        "{state}"
+    );
+    assert_eq!(
+        state["annotations"]["org.example/with-slash"], "yes",
+        "{state}"
+    );
     let created = state["created"].as_str().unwrap_or_default();
     assert!(looks_like_rfc3339(created), "created {created:?}");
-    assert!(state.get("owner").is_some_and(Value::is_string), "owner field: {state}");
+    assert!(
+        state.get("owner").is_some_and(Value::is_string),
+        "owner field: {state}"
+    );
 }
 
 /// `2026-12-02T00:39:15.12063418Z` or with an offset.
@@ -374,10 +423,21 @@ fn pid_file_of_run_detach_matches_state() {
     let pid_file = sb.dir().join("run.pid");
     sb.write_config(&Config::runc_spec().sh("sleep 1000"));
     let bundle = sb.bundle().to_string_lossy().into_owned();
-    sb.runtime(&["run", "--detach", "--pid-file", &pid_file.to_string_lossy(), "--bundle", &bundle, &id])
-        .assert_success();
+    sb.runtime(&[
+        "run",
+        "--detach",
+        "--pid-file",
+        &pid_file.to_string_lossy(),
+        "--bundle",
+        &bundle,
+        &id,
+    ])
+    .assert_success();
     let pid = state_pid(&sb.state(&id));
-    assert_eq!(fs::read_to_string(&pid_file).unwrap_or_default().trim(), pid.to_string());
+    assert_eq!(
+        fs::read_to_string(&pid_file).unwrap_or_default().trim(),
+        pid.to_string()
+    );
 }
 
 #[test]
@@ -387,20 +447,32 @@ fn log_format_json_writes_json_error_lines() {
     let log = sb.dir().join("runtime.log");
     let log_arg = log.to_string_lossy().into_owned();
     let out = sb.exec(
-        sb.call_with_globals(&["--log", &log_arg, "--log-format", "json"], &["state", &id]),
+        sb.call_with_globals(
+            &["--log", &log_arg, "--log-format", "json"],
+            &["state", &id],
+        ),
         "state",
     );
     out.assert_failure();
-    let text = fs::read_to_string(&log).unwrap_or_else(|e| panic!("log file {}: {e}\n{out}", log.display()));
+    let text = fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("log file {}: {e}\n{out}", log.display()));
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "the error must be logged to --log");
     let mut saw_error = false;
     for line in lines {
-        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         for field in ["level", "msg", "time"] {
-            assert!(entry.get(field).is_some_and(Value::is_string), "{field} missing: {line}");
+            assert!(
+                entry.get(field).is_some_and(Value::is_string),
+                "{field} missing: {line}"
+            );
         }
-        if entry["level"] == "error" && entry["msg"].as_str().is_some_and(|m| m.contains("does not exist")) {
+        if entry["level"] == "error"
+            && entry["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("does not exist"))
+        {
             saw_error = true;
         }
     }
@@ -413,12 +485,16 @@ fn log_format_text_is_default_and_not_json() {
     let id = sb.new_id();
     let log = sb.dir().join("runtime.log");
     let log_arg = log.to_string_lossy().into_owned();
-    sb.exec(sb.call_with_globals(&["--log", &log_arg], &["state", &id]), "state")
-        .assert_failure();
+    sb.exec(
+        sb.call_with_globals(&["--log", &log_arg], &["state", &id]),
+        "state",
+    )
+    .assert_failure();
     let text = fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("does not exist"), "{text}");
     assert!(
-        text.lines().all(|l| serde_json::from_str::<Value>(l).is_err()),
+        text.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_err()),
         "text format must not be JSON:\n{text}"
     );
 }
