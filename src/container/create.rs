@@ -181,6 +181,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
                 record.pid = pid;
                 record.start_time = start;
                 store.save(&record)?;
+                chan.send(&ToChild::Proceed)?;
             }
             Ok(ToParent::RunRuntimeHooks) => {
                 let state = oci_state(&record, Status::Creating).to_string();

@@ -82,6 +82,9 @@ pub fn exec(store: &Store, req: &ExecRequest) -> Result<Execed, ContainerError> 
             Ok(ToParent::InitPid(p)) => {
                 let _ = waitpid(stage1, None);
                 pid = Some(p);
+                if let Err(e) = chan.send(&ToChild::Proceed) {
+                    break Err(e.into());
+                }
             }
             Ok(ToParent::Ready) => break Ok(()),
             Ok(ToParent::Failed(msg)) => break Err(ContainerError::ExecFailed(msg)),

@@ -102,6 +102,8 @@ fn stage1(ctx: &ExecContext, joins: &[(CloneFlags, PathBuf)], chan: &Channel) ->
 }
 
 fn run(ctx: &ExecContext, chan: &Channel) -> Result<std::convert::Infallible, InitError> {
+    // stage-1 and this process share the channel: wait until husk has our pid.
+    let _: ToChild = chan.recv()?;
     if ctx.process.terminal {
         if let Some(sock) = &ctx.console_socket {
             nix::unistd::setsid().map_err(|source| InitError::Sys { op: "setsid".into(), source })?;

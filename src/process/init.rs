@@ -73,6 +73,8 @@ pub fn run(ctx: &InitContext, chan: Channel) -> ! {
 fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, InitError> {
     let plan = ctx.plan;
     let process = &plan.process;
+    // stage-1 and init share the channel: wait until husk has our pid before saying anything.
+    let _: ToChild = chan.recv()?;
     // A session of our own: no terminal of husk's caller can be ours.
     nix::unistd::setsid().map_err(sys("setsid"))?;
     if ctx.new_keyring {
