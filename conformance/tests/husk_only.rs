@@ -9,6 +9,9 @@
 //! - `poststart_hooks_wait_for_start`: runc 1.1 runs poststart hooks during
 //!   `create`; the spec says after the user process started, before `start`
 //!   returns.
+//! - `relative_mount_destination_is_refused`, `mount_destination_escaping_root_is_refused`:
+//!   husk refuses what runc silently reinterprets (a relative destination, one that climbs
+//!   above `/` with `..`): a clear error naming the mount, and nothing left behind.
 
 use std::fs;
 
@@ -57,4 +60,31 @@ fn poststart_hooks_wait_for_start() {
         .expect("poststart ran before start returned");
     let state: serde_json::Value = serde_json::from_str(&text).expect("state JSON");
     assert_eq!(state["id"], id.as_str());
+}
+
+#[test]
+fn relative_mount_destination_is_refused() {
+    if !husk_only("relative_mount_destination_is_refused") {
+        return;
+    }
+    let sb = Sandbox::new("relative-dest");
+    let id = sb.new_id();
+    let out = sb.create(&id, &Config::runc_spec().mount("hc-rel", "tmpfs", "tmpfs", &["size=1m"]).sh("true"), &[]);
+    out.assert_failure().assert_stderr_contains("hc-rel").assert_stderr_contains("must be an absolute path");
+    sb.assert_nothing_left(&id);
+}
+
+#[test]
+fn mount_destination_escaping_root_is_refused() {
+    if !husk_only("mount_destination_escaping_root_is_refused") {
+        return;
+    }
+    let sb = Sandbox::new("dotdot-dest");
+    let victim = sb.host_dir("victim");
+    let destination = format!("/../../../../../..{}", victim.display());
+    let id = sb.new_id();
+    let out = sb.create(&id, &Config::runc_spec().mount(&destination, "tmpfs", "tmpfs", &["size=1m"]).sh("true"), &[]);
+    out.assert_failure().assert_stderr_contains("escapes the container root");
+    assert_eq!(fs::read_dir(&victim).map(|d| d.count()).unwrap_or(0), 0, "nothing was written to the host dir");
+    sb.assert_nothing_left(&id);
 }

@@ -252,7 +252,7 @@ fn duplicate_id_is_rejected_and_first_container_untouched() {
 
     sb.create(&id, &sleeper(&host), &[])
         .assert_failure()
-        .assert_stderr_contains("already exists");
+        .assert_stderr_contains_any(&["already exists", "container with id exists"]);
     let state = sb.state(&id);
     assert_eq!(state["status"], "created", "{state}");
     assert_eq!(state_pid(&state), pid);

@@ -359,27 +359,6 @@ fn mount_through_a_symlink_stays_inside_the_rootfs() {
 }
 
 #[test]
-fn mount_destination_with_dotdot_stays_inside_the_rootfs() {
-    let sb = Sandbox::new("dotdot-escape");
-    let victim = sb.host_dir("victim");
-    let destination = format!("/../../../../../..{}", victim.display());
-    let config = Config::runc_spec()
-        .mount(&destination, "tmpfs", "tmpfs", &["size=1m"])
-        .sh(&format!(
-            "touch {}/planted && echo planted",
-            victim.display()
-        ));
-    let out = sb.run(&config);
-    out.assert_success();
-    assert_eq!(out.stdout.trim(), "planted", "{out}");
-    assert!(
-        !victim.join("planted").exists(),
-        "the container wrote into the host dir"
-    );
-    assert!(!is_mount_point(&victim), "a mount landed on the host path");
-}
-
-#[test]
 fn mount_creates_missing_nested_destination_dirs() {
     let sb = Sandbox::new("nested-dest");
     let out = sb.run(
@@ -393,16 +372,3 @@ fn mount_creates_missing_nested_destination_dirs() {
     assert!(sb.rootfs().join("hc/a/b/c").is_dir());
 }
 
-#[test]
-fn relative_mount_destination_is_relative_to_root() {
-    // runtime-spec 1.1 and runc: a relative destination is taken relative to "/".
-    let sb = Sandbox::new("relative-dest");
-    let out = sb.run(
-        &Config::runc_spec()
-            .mount("hc-rel", "tmpfs", "tmpfs", &["size=1m"])
-            .sh("cat /proc/mounts"),
-    );
-    out.assert_success();
-    let line = mount_line(&out.stdout, "/hc-rel").unwrap_or_else(|| panic!("no /hc-rel:\n{out}"));
-    assert!(line.starts_with("tmpfs "), "{line}");
-}

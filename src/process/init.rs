@@ -45,6 +45,8 @@ pub enum InitError {
     Io { op: String, #[source] source: std::io::Error },
     #[error("exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
+    #[error("exec: {0:?}: no such executable file")]
+    NoExecutable(String),
     #[error("argument contains a NUL byte: {0:?}")]
     Nul(String),
 }
@@ -243,8 +245,10 @@ fn set_domainname(name: &str) -> Result<(), InitError> {
 
 /// Resolves args[0] like execvp would, but with the container's PATH.
 fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
+    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if arg0.contains('/') {
-        return Ok(PathBuf::from(arg0));
+        let path = PathBuf::from(arg0);
+        return if executable(&path) { Ok(path) } else { Err(InitError::NoExecutable(arg0.to_owned())) };
     }
     let path = env
         .iter()
@@ -253,7 +257,7 @@ fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
     path.split(':')
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(arg0))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .find(|p| executable(p))
         .ok_or_else(|| InitError::NotFound(arg0.to_owned()))
 }
 

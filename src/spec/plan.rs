@@ -496,6 +496,9 @@ fn process_plan(proc_: &Process, has_console_socket: bool, p: &mut Problems) -> 
     if terminal && !has_console_socket {
         p.push("process.terminal: a terminal needs --console-socket");
     }
+    if !terminal && has_console_socket {
+        p.push("process.terminal: false, but --console-socket was given (it only carries a terminal)");
+    }
     let console_size = proc_.console_size().as_ref().map(|b| {
         (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX))
     });

@@ -267,10 +267,15 @@ impl CgroupManager for V2Manager {
         self.set_frozen(false, "thaw")
     }
 
+    /// The state asked for (cgroup.freeze), not the effective one in cgroup.events: a fatal
+    /// signal briefly wakes a frozen task, and a paused container stays paused meanwhile.
     fn is_frozen(&self) -> Result<bool, CgroupError> {
         let dir = self.dir();
-        Self::frozen_state(&dir)?
-            .ok_or_else(|| files::parse_error(&dir, "cgroup.events", "no frozen key"))
+        if !files::exists(&dir, "cgroup.freeze") {
+            return Self::frozen_state(&dir)?
+                .ok_or_else(|| files::parse_error(&dir, "cgroup.events", "no frozen key"));
+        }
+        Ok(files::read(&dir, "cgroup.freeze")?.trim() == "1")
     }
 
     fn pids(&self) -> Result<Vec<i32>, CgroupError> {
