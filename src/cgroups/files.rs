@@ -155,11 +155,21 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     Ok(dirs)
 }
 
+/// `mkdir -p`. A concurrent `delete` may remove an empty shared parent (husk's default
+/// `/husk`) between two steps; that ENOENT is retried.
 pub(crate) fn create_dir_all(dir: &Path) -> Result<(), CgroupError> {
-    fs::create_dir_all(dir).map_err(|source| CgroupError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })
+    let mut attempt = 0;
+    loop {
+        match fs::create_dir_all(dir) {
+            Err(e) if e.kind() == ErrorKind::NotFound && attempt < 5 => attempt += 1,
+            other => {
+                return other.map_err(|source| CgroupError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
 }
 
 /// How long `remove_tree` keeps retrying a busy cgroup (processes still exiting).

@@ -62,6 +62,7 @@ fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
             if let Err(e) = cg.destroy() {
                 errors.push(format!("cgroup: {e}"));
             }
+            remove_default_parent(cg.as_ref());
         }
         Err(e) => errors.push(format!("cgroup: {e}")),
     }
@@ -76,6 +77,16 @@ fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
         Ok(())
     } else {
         Err(ContainerError::Teardown { id: c.record.id.clone(), errors: errors.join("; ") })
+    }
+}
+
+/// husk's default parent cgroup (`/husk`) goes with its last container. rmdir fails harmlessly
+/// while another container still lives there; a create racing with it retries its mkdir.
+fn remove_default_parent(cg: &dyn crate::cgroups::CgroupManager) {
+    for d in cg.dirs() {
+        if let Some(parent) = d.dir.parent().filter(|p| p.file_name().is_some_and(|n| n == "husk")) {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }
 
