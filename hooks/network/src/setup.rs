@@ -2,14 +2,13 @@
 //! failure the record's teardown removes exactly that, so a failed setup leaves nothing.
 
 use std::fs::File;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use rtnetlink::Handle;
 
 use crate::annotations::NetworkRequest;
 use crate::cidr::Ipv4Net;
-use std::net::Ipv4Addr;
-
 use crate::ipam::{self, BridgeLock, BridgeNetwork, IpamError, Lease};
 use crate::netlink::{self, Runtime, VethSpec};
 use crate::owner::Owner;
