@@ -72,6 +72,10 @@ pub enum NetError {
     Sysctl(#[from] sysctl::SysctlError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(
+        "process {pid} shares our network namespace: the container needs a network namespace of its own"
+    )]
+    SharedNetns { pid: i32 },
     #[error("container id {0:?} is not a valid file name")]
     InvalidContainerId(String),
     #[error("subnet {subnet} overlaps the host route {route} on {device}")]

@@ -25,6 +25,10 @@ pub fn setup(
     }
     let owner = Owner::for_target(target.pid, target.owner_dir.as_deref())?;
     let (netns, netns_path) = netlink::open_netns(target.pid)?;
+    // Without a network namespace of its own the container would get our eth0 and routes.
+    if netlink::is_own_netns(&netns)? {
+        return Err(NetError::SharedNetns { pid: target.pid });
+    }
     let rt = Runtime::new()?;
     let mut record = NetworkRecord::empty(req, &target.container_id);
     let built = rt.block_on(build(
