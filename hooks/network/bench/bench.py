@@ -7,7 +7,7 @@ link, rule and process it makes dies with it.
 Both sides are timed the same way: wall-clock around the plugin/hook process invocations.
 husk-net-hook also writes and bind-mounts a resolv.conf (CNI has no such step)."""
 
-import json, os, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 HOOK = sys.argv[1]
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 50
@@ -95,6 +95,7 @@ def main():
         for p in procs:
             p.kill()
             p.wait()
+        shutil.rmtree(work, ignore_errors=True)
     h = [a + b for a, b in zip(h_up, h_down)]
     c = [a + b for a, b in zip(c_up, c_down)]
     print(f"containers per system: {N}")

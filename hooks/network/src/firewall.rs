@@ -190,7 +190,11 @@ pub fn add_container(
 ) -> Result<(), FirewallError> {
     let script = container_add_script(bridge, ip, masquerade, ports);
     let mut result = nft(&script)?;
-    if result.is_err() && !table_exists()? {
+    // The table (or a set in it) is missing: create it (race-safe) and try once more.
+    if result
+        .as_ref()
+        .is_err_and(|stderr| stderr.contains("No such file or directory"))
+    {
         ensure_table()?;
         result = nft(&script)?;
     }

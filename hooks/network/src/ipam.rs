@@ -4,7 +4,6 @@
 //! processes creating containers concurrently never hand out the same address. The same lock
 //! also serialises creating and deleting the bridge itself (see `setup` and `teardown`).
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::net::Ipv4Addr;
@@ -98,6 +97,7 @@ pub struct BridgeNetwork {
 }
 
 const NETWORK_FILE: &str = "network.json";
+const LAST_FILE: &str = "last";
 /// Present while the bridge is one husk created (and so deletes with its last lease).
 pub const MARKER_BRIDGE_CREATED: &str = "bridge-created";
 /// Present while husk's iptables FORWARD accept rules for the bridge are installed.
@@ -130,33 +130,6 @@ impl BridgeLock {
                 source,
             })?;
         Ok(BridgeLock { dir, _lock: lock })
-    }
-
-    /// Every lease of the bridge, keyed by address. Unreadable or half-written files are skipped
-    /// (they are never handed out either: [`BridgeLock::create`] refuses an existing file).
-    pub fn leases(&self) -> Result<BTreeMap<Ipv4Addr, Lease>, IpamError> {
-        let mut out = BTreeMap::new();
-        let entries = fs::read_dir(&self.dir).map_err(|source| IpamError::ReadDir {
-            path: self.dir.clone(),
-            source,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| IpamError::ReadDir {
-                path: self.dir.clone(),
-                source,
-            })?;
-            let Some(ip) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<Ipv4Addr>().ok())
-            else {
-                continue;
-            };
-            if let Ok(lease) = self.read(ip) {
-                out.insert(ip, lease);
-            }
-        }
-        Ok(out)
     }
 
     /// True when any address file exists, readable or not.
@@ -230,26 +203,27 @@ impl BridgeLock {
         serde_json::from_slice(&text).ok()
     }
 
-    /// Pick an address: the static one if free, else the lowest free host address that is not
-    /// the gateway. `taken` are the addresses of live leases.
-    pub fn choose(
-        net: BridgeNetwork,
-        requested: Option<Ipv4Addr>,
-        taken: &BTreeMap<Ipv4Addr, Lease>,
-    ) -> Result<Ipv4Addr, IpamError> {
-        if let Some(ip) = requested {
-            if let Some(holder) = taken.get(&ip) {
-                return Err(IpamError::AddressInUse {
-                    ip,
-                    holder: holder.container_id.clone(),
-                });
-            }
-            return Ok(ip);
-        }
-        net.subnet
-            .hosts()
-            .find(|ip| *ip != net.gateway && !taken.contains_key(ip))
-            .ok_or(IpamError::Exhausted { subnet: net.subnet })
+    /// The address handed out last (where the next search starts). Only a hint: it is written
+    /// after a setup succeeded, without the lock, and a stale or missing one costs a few probes.
+    pub fn last_allocated(&self) -> Option<Ipv4Addr> {
+        fs::read_to_string(self.dir.join(LAST_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn set_last_allocated_in(
+        state_dir: &Path,
+        bridge: &str,
+        ip: Ipv4Addr,
+    ) -> Result<(), IpamError> {
+        write_atomic(
+            &bridge_dir(state_dir, bridge),
+            LAST_FILE,
+            ip.to_string().as_bytes(),
+            true,
+        )
     }
 
     /// Create the lease file for `ip`, with its full content, failing if it exists.
@@ -298,8 +272,35 @@ impl BridgeLock {
 
     /// Drop the bridge's subnet record (when its last lease is gone).
     pub fn forget_network(&self) -> Result<bool, IpamError> {
+        remove_file(&self.dir.join(LAST_FILE))?;
         remove_file(&self.dir.join(NETWORK_FILE))
     }
+}
+
+/// Addresses to try, in order: the static one alone; or every host address but the gateway,
+/// starting after `last` and wrapping around. Addresses are handed out in rotation, so the first
+/// one tried is usually free and a setup costs the same with 1 or 500 leases.
+pub fn candidates(
+    net: BridgeNetwork,
+    requested: Option<Ipv4Addr>,
+    last: Option<Ipv4Addr>,
+) -> Box<dyn Iterator<Item = Ipv4Addr>> {
+    if let Some(ip) = requested {
+        return Box::new(std::iter::once(ip));
+    }
+    let first = u32::from(net.subnet.network()) + 1;
+    let end = u32::from(net.subnet.broadcast()) - 1;
+    let start = last
+        .map(|l| u32::from(l).saturating_add(1))
+        .filter(|s| (first..=end).contains(s))
+        .unwrap_or(first);
+    let gateway = net.gateway;
+    Box::new(
+        (start..=end)
+            .chain(first..start)
+            .map(Ipv4Addr::from)
+            .filter(move |ip| *ip != gateway),
+    )
 }
 
 fn remove_file(path: &Path) -> Result<bool, IpamError> {
@@ -321,7 +322,10 @@ pub fn write_atomic(
     content: &[u8],
     replace: bool,
 ) -> Result<(), IpamError> {
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per process and call: threads of one process may write side by side.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
     let dest = dir.join(name);
     let write = || -> std::io::Result<()> {
         let mut f = fs::OpenOptions::new()
@@ -375,45 +379,28 @@ mod tests {
     }
 
     #[test]
-    fn choose_skips_gateway_and_taken() {
-        let mut taken = BTreeMap::new();
-        assert_eq!(
-            BridgeLock::choose(net(), None, &taken).unwrap(),
-            Ipv4Addr::new(10, 0, 0, 2)
-        );
-        taken.insert(Ipv4Addr::new(10, 0, 0, 2), lease("a"));
-        assert_eq!(
-            BridgeLock::choose(net(), None, &taken).unwrap(),
-            Ipv4Addr::new(10, 0, 0, 3)
-        );
-        let e = BridgeLock::choose(net(), Some(Ipv4Addr::new(10, 0, 0, 2)), &taken).unwrap_err();
-        assert!(
-            e.to_string().contains("already leased to container \"a\""),
-            "{e}"
-        );
-        for i in 3..=6 {
-            taken.insert(Ipv4Addr::new(10, 0, 0, i), lease("b"));
-        }
-        // .7 is the broadcast address of a /29: nothing left.
-        assert!(matches!(
-            BridgeLock::choose(net(), None, &taken),
-            Err(IpamError::Exhausted { .. })
-        ));
-        // With the gateway moved to .6, .1 is a host address like any other; .6 is never handed out.
-        let gw_last = BridgeNetwork {
+    fn candidates_rotate_and_skip_the_gateway() {
+        let all: Vec<Ipv4Addr> = candidates(net(), None, None).collect();
+        let want: Vec<Ipv4Addr> = (2..=6).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        assert_eq!(all, want);
+        let after4: Vec<Ipv4Addr> =
+            candidates(net(), None, Some(Ipv4Addr::new(10, 0, 0, 4))).collect();
+        assert_eq!(after4, [5, 6, 2, 3, 4].map(|i| Ipv4Addr::new(10, 0, 0, i)));
+        // A hint outside the subnet (the subnet changed) starts from the beginning.
+        let stale = candidates(net(), None, Some(Ipv4Addr::new(10, 9, 0, 4))).next();
+        assert_eq!(stale, Some(Ipv4Addr::new(10, 0, 0, 2)));
+        let last = candidates(net(), None, Some(Ipv4Addr::new(10, 0, 0, 6))).next();
+        assert_eq!(last, Some(Ipv4Addr::new(10, 0, 0, 2)));
+        // With the gateway moved to .6, .1 is a host address like any other.
+        let gw6 = BridgeNetwork {
             gateway: Ipv4Addr::new(10, 0, 0, 6),
             ..net()
         };
-        taken.remove(&Ipv4Addr::new(10, 0, 0, 6));
-        assert_eq!(
-            BridgeLock::choose(gw_last, None, &taken).unwrap(),
-            Ipv4Addr::new(10, 0, 0, 1)
-        );
-        taken.insert(Ipv4Addr::new(10, 0, 0, 1), lease("c"));
-        assert!(matches!(
-            BridgeLock::choose(gw_last, None, &taken),
-            Err(IpamError::Exhausted { .. })
-        ));
+        let all: Vec<Ipv4Addr> = candidates(gw6, None, None).collect();
+        assert_eq!(all, [1, 2, 3, 4, 5].map(|i| Ipv4Addr::new(10, 0, 0, i)));
+        let fixed: Vec<Ipv4Addr> =
+            candidates(net(), Some(Ipv4Addr::new(10, 0, 0, 3)), None).collect();
+        assert_eq!(fixed, vec![Ipv4Addr::new(10, 0, 0, 3)]);
     }
 
     #[test]
@@ -427,7 +414,7 @@ mod tests {
             matches!(e, IpamError::AddressInUse { ref holder, .. } if holder == "a"),
             "{e}"
         );
-        assert_eq!(lock.leases().unwrap().len(), 1);
+        assert_eq!(lock.read(ip).unwrap().container_id, "a");
         assert!(!lock.release(ip, "b").unwrap());
         assert!(lock.release(ip, "a").unwrap());
         assert!(!lock.release(ip, "a").unwrap());

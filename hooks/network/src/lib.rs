@@ -24,7 +24,7 @@ mod teardown;
 
 use std::path::PathBuf;
 
-pub use annotations::{AnnotationError, NetworkRequest, PortMapping, Protocol, parse_annotations};
+pub use annotations::{AnnotationError, NetworkRequest, PortMapping, Protocol};
 pub use cidr::Ipv4Net;
 pub use hook::{HookError, HookStage, run_hook};
 pub use names::host_veth as host_veth_name;
@@ -36,6 +36,14 @@ pub use teardown::teardown;
 pub const ANNOTATION_PREFIX: &str = annotations::PREFIX;
 /// The nftables table we own (`table ip husk`).
 pub const NFT_TABLE: &str = firewall::TABLE;
+
+/// Parse and validate the `io.husk.net.*` annotations (pure). `Ok(None)`: no such key, no
+/// network. Errors name the key and the value (`NetError::Annotation`).
+pub fn parse_annotations(
+    annotations: &std::collections::HashMap<String, String>,
+) -> Result<Option<NetworkRequest>, NetError> {
+    Ok(annotations::parse_annotations(annotations)?)
+}
 
 /// The container to connect.
 #[derive(Clone, Debug)]
@@ -72,6 +80,10 @@ pub enum NetError {
     Sysctl(#[from] sysctl::SysctlError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(
+        "process {pid} shares our network namespace: the container needs a network namespace of its own"
+    )]
+    SharedNetns { pid: i32 },
     #[error("container id {0:?} is not a valid file name")]
     InvalidContainerId(String),
     #[error("subnet {subnet} overlaps the host route {route} on {device}")]

@@ -167,6 +167,21 @@ pub fn open_netns(pid: i32) -> Result<(File, PathBuf), NetlinkError> {
     Ok((f, path))
 }
 
+/// True when `ns` is the calling thread's own network namespace.
+pub fn is_own_netns(ns: &File) -> Result<bool, NetlinkError> {
+    use std::os::unix::fs::MetadataExt;
+    let own_path = Path::new("/proc/thread-self/ns/net");
+    let own = std::fs::metadata(own_path).map_err(|source| NetlinkError::OpenNetns {
+        path: own_path.into(),
+        source,
+    })?;
+    let theirs = ns.metadata().map_err(|source| NetlinkError::OpenNetns {
+        path: "container netns".into(),
+        source,
+    })?;
+    Ok(own.dev() == theirs.dev() && own.ino() == theirs.ino())
+}
+
 fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),

@@ -2,13 +2,14 @@
 //! failure the record's teardown removes exactly that, so a failed setup leaves nothing.
 
 use std::fs::File;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use rtnetlink::Handle;
 
 use crate::annotations::NetworkRequest;
 use crate::cidr::Ipv4Net;
-use crate::ipam::{self, BridgeLock, BridgeNetwork, Lease};
+use crate::ipam::{self, BridgeLock, BridgeNetwork, IpamError, Lease};
 use crate::netlink::{self, Runtime, VethSpec};
 use crate::owner::Owner;
 use crate::record::NetworkRecord;
@@ -24,6 +25,10 @@ pub fn setup(
     }
     let owner = Owner::for_target(target.pid, target.owner_dir.as_deref())?;
     let (netns, netns_path) = netlink::open_netns(target.pid)?;
+    // Without a network namespace of its own the container would get our eth0 and routes.
+    if netlink::is_own_netns(&netns)? {
+        return Err(NetError::SharedNetns { pid: target.pid });
+    }
     let rt = Runtime::new()?;
     let mut record = NetworkRecord::empty(req, &target.container_id);
     let built = rt.block_on(build(
@@ -90,8 +95,6 @@ async fn build(
         {
             lock.set_marker(ipam::MARKER_IPTABLES)?;
         }
-        reclaim_dead_leases(&lock, &host).await;
-        let ip = BridgeLock::choose(net, req.ip, &lock.leases()?)?;
         let lease = Lease {
             container_id: target.container_id.clone(),
             owner,
@@ -100,7 +103,7 @@ async fn build(
             masquerade: req.nat,
             resolv_conf: Some(resolv_path.clone()),
         };
-        lock.create(ip, &lease)?;
+        let ip = allocate(&lock, &host, net, req.ip, &lease).await?;
         record.address = Some(ip);
         (index, ip)
     };
@@ -142,6 +145,10 @@ async fn build(
     record.nameservers = conf.nameservers;
     // Last: nothing after it can fail, and a mount in the container's namespace has no undo.
     resolv_mount::bind_resolv_conf(target.pid, &target.rootfs, &resolv_path)?;
+    if req.ip.is_none() {
+        // Where the next allocation starts; written only now so a failed setup leaves no trace.
+        let _ = BridgeLock::set_last_allocated_in(state_dir, &req.bridge, ip);
+    }
     Ok(())
 }
 
@@ -188,23 +195,47 @@ async fn link_name(host: &Handle, index: u32) -> Option<String> {
     })
 }
 
-/// Leases whose owner is gone (a container that died without a teardown): remove what they
-/// left in the firewall and on the host, then the lease. A lease we fail to clean stays.
-async fn reclaim_dead_leases(lock: &BridgeLock, host: &Handle) {
-    let Ok(leases) = lock.leases() else { return };
-    for (ip, lease) in leases {
-        if lease.owner.is_alive() {
-            continue;
+/// Take the first free candidate address. A lease in the way whose owner is gone (a container
+/// that died without a teardown) is reclaimed.
+async fn allocate(
+    lock: &BridgeLock,
+    host: &Handle,
+    net: BridgeNetwork,
+    requested: Option<Ipv4Addr>,
+    lease: &Lease,
+) -> Result<Ipv4Addr, NetError> {
+    for ip in ipam::candidates(net, requested, lock.last_allocated()) {
+        match lock.create(ip, lease) {
+            Ok(()) => return Ok(ip),
+            Err(IpamError::AddressInUse { holder, .. }) => {
+                if let Ok(old) = lock.read(ip)
+                    && !old.owner.is_alive()
+                    && reclaim(lock, host, ip, &old).await
+                {
+                    lock.create(ip, lease)?;
+                    return Ok(ip);
+                }
+                if requested.is_some() {
+                    return Err(IpamError::AddressInUse { ip, holder }.into());
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
-        if firewall::remove_container(ip, lease.masquerade, &lease.ports, false).is_err() {
-            continue;
-        }
-        if netlink::delete_link(host, &lease.host_veth).await.is_err() {
-            continue;
-        }
-        if let Some(p) = &lease.resolv_conf {
-            let _ = dns::remove_file(p);
-        }
-        let _ = lock.remove(ip);
     }
+    Err(IpamError::Exhausted { subnet: net.subnet }.into())
+}
+
+/// Remove what a dead lease holder left in the firewall and on the host, then its lease.
+/// False (and the lease stays) when that cleanup fails.
+async fn reclaim(lock: &BridgeLock, host: &Handle, ip: Ipv4Addr, old: &Lease) -> bool {
+    if firewall::remove_container(ip, old.masquerade, &old.ports, false).is_err() {
+        return false;
+    }
+    if netlink::delete_link(host, &old.host_veth).await.is_err() {
+        return false;
+    }
+    if let Some(p) = &old.resolv_conf {
+        let _ = dns::remove_file(p);
+    }
+    lock.remove(ip).is_ok()
 }

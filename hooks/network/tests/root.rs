@@ -383,6 +383,17 @@ fn failed_setups_leave_nothing() {
         let state = dir.path().join("state");
         let a = Container::start(dir.path(), "a");
         let b = Container::start(dir.path(), "b");
+        // A "container" in our own network namespace is refused before anything is built.
+        let mut shared = b.target();
+        shared.pid = std::process::id() as i32;
+        let e = husk_net::setup(
+            &annotations(&[("io.husk.net.nat", "true")]),
+            &shared,
+            &state,
+        )
+        .unwrap_err();
+        assert!(matches!(e, NetError::SharedNetns { .. }), "{e}");
+        assert_clean(&state);
         // A lone failure on a fresh bridge: the bridge it created goes too.
         let bad_ns = annotations(&[("io.husk.net.dns", "198.51.100.53")]);
         let mut broken = b.target();
