@@ -69,8 +69,16 @@ fn relative_mount_destination_is_refused() {
     }
     let sb = Sandbox::new("relative-dest");
     let id = sb.new_id();
-    let out = sb.create(&id, &Config::runc_spec().mount("hc-rel", "tmpfs", "tmpfs", &["size=1m"]).sh("true"), &[]);
-    out.assert_failure().assert_stderr_contains("hc-rel").assert_stderr_contains("must be an absolute path");
+    let out = sb.create(
+        &id,
+        &Config::runc_spec()
+            .mount("hc-rel", "tmpfs", "tmpfs", &["size=1m"])
+            .sh("true"),
+        &[],
+    );
+    out.assert_failure()
+        .assert_stderr_contains("hc-rel")
+        .assert_stderr_contains("must be an absolute path");
     sb.assert_nothing_left(&id);
 }
 
@@ -83,8 +91,19 @@ fn mount_destination_escaping_root_is_refused() {
     let victim = sb.host_dir("victim");
     let destination = format!("/../../../../../..{}", victim.display());
     let id = sb.new_id();
-    let out = sb.create(&id, &Config::runc_spec().mount(&destination, "tmpfs", "tmpfs", &["size=1m"]).sh("true"), &[]);
-    out.assert_failure().assert_stderr_contains("escapes the container root");
-    assert_eq!(fs::read_dir(&victim).map(|d| d.count()).unwrap_or(0), 0, "nothing was written to the host dir");
+    let out = sb.create(
+        &id,
+        &Config::runc_spec()
+            .mount(&destination, "tmpfs", "tmpfs", &["size=1m"])
+            .sh("true"),
+        &[],
+    );
+    out.assert_failure()
+        .assert_stderr_contains("escapes the container root");
+    assert_eq!(
+        fs::read_dir(&victim).map(|d| d.count()).unwrap_or(0),
+        0,
+        "nothing was written to the host dir"
+    );
     sb.assert_nothing_left(&id);
 }

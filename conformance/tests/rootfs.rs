@@ -371,4 +371,3 @@ fn mount_creates_missing_nested_destination_dirs() {
     assert!(line.starts_with("tmpfs "), "{line}");
     assert!(sb.rootfs().join("hc/a/b/c").is_dir());
 }
-

@@ -11,7 +11,11 @@ use crate::state::Store;
 pub fn events(store: &Store, a: &EventsArgs) -> Result<ExitCode, CommandError> {
     let interval = parse_duration(&a.interval)?;
     let (stats, mut ooms) = container::stats(store, &a.id)?;
-    print_event("stats", &a.id, Some(serde_json::to_value(&stats).unwrap_or_default()));
+    print_event(
+        "stats",
+        &a.id,
+        Some(serde_json::to_value(&stats).unwrap_or_default()),
+    );
     if a.stats {
         return Ok(0);
     }
@@ -23,7 +27,11 @@ pub fn events(store: &Store, a: &EventsArgs) -> Result<ExitCode, CommandError> {
                     print_event("oom", &a.id, None);
                     ooms = now;
                 }
-                print_event("stats", &a.id, Some(serde_json::to_value(&stats).unwrap_or_default()));
+                print_event(
+                    "stats",
+                    &a.id,
+                    Some(serde_json::to_value(&stats).unwrap_or_default()),
+                );
             }
             Err(ContainerError::NotRunning) => return Ok(0),
             Err(e) => return Err(e.into()),
@@ -42,7 +50,9 @@ fn print_event(kind: &str, id: &str, data: Option<serde_json::Value>) {
 /// `5s`, `500ms`, `1m`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, CommandError> {
     let bad = || CommandError::Usage(format!("invalid duration {text:?}"));
-    let (num, unit) = text.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((text, "s"), |i| text.split_at(i));
+    let (num, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |i| text.split_at(i));
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
         "ms" => n / 1000.0,

@@ -2,7 +2,7 @@
 
 use oci_spec::runtime::{Process, User};
 
-use super::{wait, CommandError, ExitCode};
+use super::{CommandError, ExitCode, wait};
 use crate::cli::ExecArgs;
 use crate::container::{self, Container, ExecRequest};
 use crate::state::Store;
@@ -10,13 +10,21 @@ use crate::state::Store;
 pub fn exec(store: &Store, a: &ExecArgs) -> Result<ExitCode, CommandError> {
     let process = match &a.process {
         Some(path) => {
-            let text = std::fs::read(path).map_err(|source| CommandError::Io { op: "read", path: path.clone(), source })?;
+            let text = std::fs::read(path).map_err(|source| CommandError::Io {
+                op: "read",
+                path: path.clone(),
+                source,
+            })?;
             serde_json::from_slice::<Process>(&text)
                 .map_err(|e| CommandError::Usage(format!("parse {}: {e}", path.display())))?
         }
         None => process_from_args(store, a)?,
     };
-    let mask = if a.detach { None } else { Some(wait::block_forwarded()?) };
+    let mask = if a.detach {
+        None
+    } else {
+        Some(wait::block_forwarded()?)
+    };
     let req = ExecRequest {
         id: a.id.clone(),
         process,
@@ -35,7 +43,9 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<ExitCode, CommandError> {
 /// Like runc: the container's own process is the template; the command line overrides it.
 fn process_from_args(store: &Store, a: &ExecArgs) -> Result<Process, CommandError> {
     if a.command.is_empty() {
-        return Err(CommandError::Usage("exec needs a command or --process".into()));
+        return Err(CommandError::Usage(
+            "exec needs a command or --process".into(),
+        ));
     }
     let c = Container::load(store, &a.id)?;
     let mut p: Process = c
@@ -90,7 +100,11 @@ fn process_from_args(store: &Store, a: &ExecArgs) -> Result<Process, CommandErro
 fn parse_user(text: &str) -> Result<(u32, u32), CommandError> {
     let bad = || CommandError::Usage(format!("--user {text:?}: expected uid[:gid] with numbers"));
     let mut parts = text.splitn(2, ':');
-    let uid = parts.next().unwrap_or_default().parse().map_err(|_| bad())?;
+    let uid = parts
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| bad())?;
     let gid = match parts.next() {
         Some(g) => g.parse().map_err(|_| bad())?,
         None => 0,

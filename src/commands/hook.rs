@@ -10,12 +10,20 @@ pub fn hook(a: &HookArgs) -> Result<ExitCode, CommandError> {
     let stage = match stage.as_str() {
         "createRuntime" | "create-runtime" | "prestart" => husk_net::HookStage::CreateRuntime,
         "poststop" => husk_net::HookStage::Poststop,
-        other => return Err(CommandError::Usage(format!("unknown hook stage {other:?}: use createRuntime or poststop"))),
+        other => {
+            return Err(CommandError::Usage(format!(
+                "unknown hook stage {other:?}: use createRuntime or poststop"
+            )));
+        }
     };
     let mut state = Vec::new();
     std::io::stdin()
         .read_to_end(&mut state)
-        .map_err(|source| CommandError::Io { op: "read hook state from", path: "stdin".into(), source })?;
+        .map_err(|source| CommandError::Io {
+            op: "read hook state from",
+            path: "stdin".into(),
+            source,
+        })?;
     husk_net::run_hook(stage, &state, state_dir)?;
     Ok(0)
 }

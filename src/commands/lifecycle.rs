@@ -20,7 +20,11 @@ pub fn create_request(id: &str, o: &CreateOptions, systemd_cgroup: bool) -> Crea
     }
 }
 
-pub fn create(store: &Store, a: &CreateArgs, systemd_cgroup: bool) -> Result<ExitCode, CommandError> {
+pub fn create(
+    store: &Store,
+    a: &CreateArgs,
+    systemd_cgroup: bool,
+) -> Result<ExitCode, CommandError> {
     container::create(store, &create_request(&a.id, &a.opts, systemd_cgroup))?;
     Ok(0)
 }

@@ -6,8 +6,11 @@ use crate::container::Container;
 use crate::state::Store;
 
 pub fn list(store: &Store, a: &ListArgs) -> Result<ExitCode, CommandError> {
-    let containers: Vec<Container> =
-        store.ids()?.iter().filter_map(|id| Container::load(store, id).ok()).collect();
+    let containers: Vec<Container> = store
+        .ids()?
+        .iter()
+        .filter_map(|id| Container::load(store, id).ok())
+        .collect();
     if a.quiet {
         for c in &containers {
             println!("{}", c.record.id);
@@ -16,11 +19,15 @@ pub fn list(store: &Store, a: &ListArgs) -> Result<ExitCode, CommandError> {
     }
     match a.format {
         ListFormat::Json => {
-            let items: Vec<serde_json::Value> = containers.iter().map(Container::oci_state).collect();
+            let items: Vec<serde_json::Value> =
+                containers.iter().map(Container::oci_state).collect();
             println!("{}", serde_json::Value::Array(items));
         }
         ListFormat::Table => {
-            println!("{:<20} {:<8} {:<10} {:<40} {:<31} {}", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
+            println!(
+                "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for c in &containers {
                 let s = c.oci_state();
                 println!(

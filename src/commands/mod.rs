@@ -1,7 +1,7 @@
 //! One small file per verb: glue from the command line to the container API.
 
-mod exec;
 mod events;
+mod exec;
 mod features;
 mod hook;
 mod lifecycle;
@@ -31,7 +31,12 @@ pub enum CommandError {
     #[error(transparent)]
     Network(#[from] husk_net::NetError),
     #[error("{op} {path}")]
-    Io { op: &'static str, path: std::path::PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Usage(String),
 }

@@ -13,13 +13,25 @@ pub fn ps(store: &Store, a: &PsArgs) -> Result<ExitCode, CommandError> {
         println!("{}", serde_json::to_string(&pids).unwrap_or_default());
         return Ok(0);
     }
-    let args = if a.ps_args.is_empty() { vec!["-ef".to_owned()] } else { a.ps_args.clone() };
+    let args = if a.ps_args.is_empty() {
+        vec!["-ef".to_owned()]
+    } else {
+        a.ps_args.clone()
+    };
     let out = Command::new("ps")
         .args(&args)
         .output()
-        .map_err(|source| CommandError::Io { op: "run", path: "ps".into(), source })?;
+        .map_err(|source| CommandError::Io {
+            op: "run",
+            path: "ps".into(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(CommandError::Usage(format!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(CommandError::Usage(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let (header, rows) = filter_ps(&text, &pids)?;
@@ -39,7 +51,12 @@ pub fn filter_ps<'a>(text: &'a str, pids: &[i32]) -> Result<(&'a str, Vec<&'a st
         .position(|h| h == "PID")
         .ok_or_else(|| CommandError::Usage("ps output has no PID column".into()))?;
     let rows = lines
-        .filter(|l| l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(col)
+                .and_then(|p| p.parse::<i32>().ok())
+                .is_some_and(|p| pids.contains(&p))
+        })
         .collect();
     Ok((header, rows))
 }

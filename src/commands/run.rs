@@ -2,7 +2,7 @@
 //! subreaper, delete the container (unless --keep) and return its exit code.
 
 use super::lifecycle::create_request;
-use super::{wait, CommandError, ExitCode};
+use super::{CommandError, ExitCode, wait};
 use crate::cli::RunArgs;
 use crate::container;
 use crate::state::Store;
@@ -26,4 +26,3 @@ pub fn run(store: &Store, a: &RunArgs, systemd_cgroup: bool) -> Result<ExitCode,
     }
     Ok(code)
 }
-

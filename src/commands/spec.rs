@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::{CommandError, ExitCode};
 use crate::cli::SpecArgs;
@@ -10,7 +10,10 @@ use crate::cli::SpecArgs;
 pub fn spec(a: &SpecArgs, rootless: bool) -> Result<ExitCode, CommandError> {
     let path = a.bundle.join("config.json");
     if path.exists() {
-        return Err(CommandError::Usage(format!("file {} exists. Remove it first", path.display())));
+        return Err(CommandError::Usage(format!(
+            "file {} exists. Remove it first",
+            path.display()
+        )));
     }
     let body = serde_json::to_string_pretty(&default_spec(rootless)).unwrap_or_default();
     write(&path, &body)?;
@@ -18,14 +21,23 @@ pub fn spec(a: &SpecArgs, rootless: bool) -> Result<ExitCode, CommandError> {
 }
 
 fn write(path: &Path, body: &str) -> Result<(), CommandError> {
-    std::fs::write(path, body).map_err(|source| CommandError::Io { op: "write", path: path.to_owned(), source })
+    std::fs::write(path, body).map_err(|source| CommandError::Io {
+        op: "write",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 const DEFAULT_CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
 pub fn default_spec(rootless: bool) -> Value {
     let caps = json!(DEFAULT_CAPS);
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),

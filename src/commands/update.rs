@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use oci_spec::runtime::LinuxResources;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::{CommandError, ExitCode};
 use crate::cli::UpdateArgs;
@@ -17,21 +17,26 @@ pub fn update(store: &Store, a: &UpdateArgs) -> Result<ExitCode, CommandError> {
         None => json!({}),
     };
     doc = container::merge(doc, flags_to_json(a)?);
-    let resources: LinuxResources =
-        serde_json::from_value(doc).map_err(|e| CommandError::Usage(format!("invalid resources: {e}")))?;
+    let resources: LinuxResources = serde_json::from_value(doc)
+        .map_err(|e| CommandError::Usage(format!("invalid resources: {e}")))?;
     container::update(store, &a.id, &resources)?;
     Ok(0)
 }
 
 fn read_resources(path: &std::path::Path) -> Result<Value, CommandError> {
     let mut text = Vec::new();
-    let io = |source| CommandError::Io { op: "read", path: path.to_owned(), source };
+    let io = |source| CommandError::Io {
+        op: "read",
+        path: path.to_owned(),
+        source,
+    };
     if path.as_os_str() == "-" {
         std::io::stdin().read_to_end(&mut text).map_err(io)?;
     } else {
         text = std::fs::read(path).map_err(io)?;
     }
-    serde_json::from_slice(&text).map_err(|e| CommandError::Usage(format!("parse {}: {e}", path.display())))
+    serde_json::from_slice(&text)
+        .map_err(|e| CommandError::Usage(format!("parse {}: {e}", path.display())))
 }
 
 fn flags_to_json(a: &UpdateArgs) -> Result<Value, CommandError> {
@@ -42,22 +47,54 @@ fn flags_to_json(a: &UpdateArgs) -> Result<Value, CommandError> {
         }
         v[section][key] = value;
     };
-    if let Some(x) = a.blkio_weight { set("blockIO", "weight", json!(x)); }
-    if let Some(x) = a.cpu_period { set("cpu", "period", json!(x)); }
-    if let Some(x) = a.cpu_quota { set("cpu", "quota", json!(x)); }
-    if let Some(x) = a.cpu_burst { set("cpu", "burst", json!(x)); }
-    if let Some(x) = a.cpu_rt_period { set("cpu", "realtimePeriod", json!(x)); }
-    if let Some(x) = a.cpu_rt_runtime { set("cpu", "realtimeRuntime", json!(x)); }
-    if let Some(x) = a.cpu_share { set("cpu", "shares", json!(x)); }
-    if let Some(x) = a.cpu_idle { set("cpu", "idle", json!(x)); }
-    if let Some(x) = &a.cpuset_cpus { set("cpu", "cpus", json!(x)); }
-    if let Some(x) = &a.cpuset_mems { set("cpu", "mems", json!(x)); }
-    if let Some(x) = &a.memory { set("memory", "limit", json!(parse_bytes(x)?)); }
-    if let Some(x) = &a.memory_reservation { set("memory", "reservation", json!(parse_bytes(x)?)); }
-    if let Some(x) = &a.memory_swap { set("memory", "swap", json!(parse_bytes(x)?)); }
-    if let Some(x) = &a.kernel_memory { set("memory", "kernel", json!(parse_bytes(x)?)); }
-    if let Some(x) = &a.kernel_memory_tcp { set("memory", "kernelTCP", json!(parse_bytes(x)?)); }
-    if let Some(x) = a.pids_limit { set("pids", "limit", json!(x)); }
+    if let Some(x) = a.blkio_weight {
+        set("blockIO", "weight", json!(x));
+    }
+    if let Some(x) = a.cpu_period {
+        set("cpu", "period", json!(x));
+    }
+    if let Some(x) = a.cpu_quota {
+        set("cpu", "quota", json!(x));
+    }
+    if let Some(x) = a.cpu_burst {
+        set("cpu", "burst", json!(x));
+    }
+    if let Some(x) = a.cpu_rt_period {
+        set("cpu", "realtimePeriod", json!(x));
+    }
+    if let Some(x) = a.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", json!(x));
+    }
+    if let Some(x) = a.cpu_share {
+        set("cpu", "shares", json!(x));
+    }
+    if let Some(x) = a.cpu_idle {
+        set("cpu", "idle", json!(x));
+    }
+    if let Some(x) = &a.cpuset_cpus {
+        set("cpu", "cpus", json!(x));
+    }
+    if let Some(x) = &a.cpuset_mems {
+        set("cpu", "mems", json!(x));
+    }
+    if let Some(x) = &a.memory {
+        set("memory", "limit", json!(parse_bytes(x)?));
+    }
+    if let Some(x) = &a.memory_reservation {
+        set("memory", "reservation", json!(parse_bytes(x)?));
+    }
+    if let Some(x) = &a.memory_swap {
+        set("memory", "swap", json!(parse_bytes(x)?));
+    }
+    if let Some(x) = &a.kernel_memory {
+        set("memory", "kernel", json!(parse_bytes(x)?));
+    }
+    if let Some(x) = &a.kernel_memory_tcp {
+        set("memory", "kernelTCP", json!(parse_bytes(x)?));
+    }
+    if let Some(x) = a.pids_limit {
+        set("pids", "limit", json!(x));
+    }
     Ok(v)
 }
 

@@ -11,13 +11,13 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use super::{oci_state, ContainerError, Status, EXEC_FIFO};
+use super::{ContainerError, EXEC_FIFO, Status, oci_state};
 use crate::cgroups::CgroupManager;
 use crate::linux::{namespaces, procfs, signals};
 use crate::process::channel::{ChannelError, ToChild, ToParent};
-use crate::process::spawn::{fork_stage1, InitContext, OverlayDirs};
-use crate::spec::{build_plan, load_bundle, ContainerPlan, PlanOptions, SpecError};
-use crate::state::{rfc3339_now, ContainerRecord, Phase, Store};
+use crate::process::spawn::{InitContext, OverlayDirs, fork_stage1};
+use crate::spec::{ContainerPlan, PlanOptions, SpecError, build_plan, load_bundle};
+use crate::state::{ContainerRecord, Phase, Store, rfc3339_now};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
@@ -49,26 +49,26 @@ impl Drop for Rollback<'_> {
         if !self.armed {
             return;
         }
-        if let Some((pid, start)) = self.init {
-            if signals::signal_process(pid, start, libc::SIGKILL).is_ok() {
-                // We are a subreaper: the orphaned init is our child now.
-                let _ = waitpid(Pid::from_raw(pid), None);
-            }
+        if let Some((pid, start)) = self.init
+            && signals::signal_process(pid, start, libc::SIGKILL).is_ok()
+        {
+            // We are a subreaper: the orphaned init is our child now.
+            let _ = waitpid(Pid::from_raw(pid), None);
         }
-        if let Some(net) = &self.network {
-            if let Err(e) = husk_net::teardown(net, &self.net_dir) {
-                log::warn!("roll back network of {}: {e}", self.id);
-            }
+        if let Some(net) = &self.network
+            && let Err(e) = husk_net::teardown(net, &self.net_dir)
+        {
+            log::warn!("roll back network of {}: {e}", self.id);
         }
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.destroy() {
-                log::warn!("roll back cgroup of {}: {e}", self.id);
-            }
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cg.destroy()
+        {
+            log::warn!("roll back cgroup of {}: {e}", self.id);
         }
-        if self.state_dir {
-            if let Err(e) = self.store.remove(&self.id) {
-                log::warn!("roll back state of {}: {e}", self.id);
-            }
+        if self.state_dir
+            && let Err(e) = self.store.remove(&self.id)
+        {
+            log::warn!("roll back state of {}: {e}", self.id);
         }
     }
 }
@@ -84,9 +84,13 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
     let plan = build_plan(&loaded, &opts).map_err(SpecError::Invalid)?;
     // Connect before any side effect: a bad socket path is the caller's mistake.
     let console_socket = match (&req.console_socket, plan.process.terminal) {
-        (Some(path), true) => Some(OwnedFd::from(
-            UnixStream::connect(path).map_err(|source| ContainerError::Io { op: "connect console socket", path: path.clone(), source })?,
-        )),
+        (Some(path), true) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
+            |source| ContainerError::Io {
+                op: "connect console socket",
+                path: path.clone(),
+                source,
+            },
+        )?)),
         _ => None,
     };
 
@@ -119,14 +123,30 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
     store.save(&record)?;
 
     let fifo = dir.join(EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
-        .map_err(|source| ContainerError::Sys { op: format!("mkfifo {}", fifo.display()), source })?;
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|source| {
+        ContainerError::Sys {
+            op: format!("mkfifo {}", fifo.display()),
+            source,
+        }
+    })?;
     // Any container user may open it for writing; the umask must not take that away.
-    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
-        .map_err(|source| ContainerError::Io { op: "chmod", path: fifo.clone(), source })?;
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622)).map_err(|source| {
+        ContainerError::Io {
+            op: "chmod",
+            path: fifo.clone(),
+            source,
+        }
+    })?;
 
-    let exec_fifo = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|source| ContainerError::Sys { op: format!("open {}", fifo.display()), source })?;
+    let exec_fifo = nix::fcntl::open(
+        &fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| ContainerError::Sys {
+        op: format!("open {}", fifo.display()),
+        source,
+    })?;
     let (rootfs, overlay) = overlay_dirs(&plan, &dir)?;
 
     let cgroup = super::manager_for(plan.cgroups_path.as_deref(), &req.id, req.systemd_cgroup)?;
@@ -175,7 +195,11 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
                 let _ = waitpid(stage1, None);
                 stage1_reaped = true;
                 let start = procfs::stat(pid)
-                    .map_err(|source| ContainerError::Io { op: "read start time of", path: format!("/proc/{pid}/stat").into(), source })?
+                    .map_err(|source| ContainerError::Io {
+                        op: "read start time of",
+                        path: format!("/proc/{pid}/stat").into(),
+                        source,
+                    })?
                     .start_time;
                 rb.init = Some((pid, start));
                 record.pid = pid;
@@ -233,13 +257,19 @@ fn run_runtime_hooks(
         record.network = Some(built.clone());
         rb.network = Some(built);
     }
-    crate::hooks::run_hooks(plan.hooks.create_runtime().as_deref().unwrap_or_default(), state)?;
+    crate::hooks::run_hooks(
+        plan.hooks.create_runtime().as_deref().unwrap_or_default(),
+        state,
+    )?;
     Ok(())
 }
 
 /// With `io.husk.rootfs.overlay=true`, the root is an overlay whose upper layer lives in the
 /// state dir (gone at delete); the bundle rootfs stays untouched.
-fn overlay_dirs(plan: &ContainerPlan, dir: &Path) -> Result<(PathBuf, Option<OverlayDirs>), ContainerError> {
+fn overlay_dirs(
+    plan: &ContainerPlan,
+    dir: &Path,
+) -> Result<(PathBuf, Option<OverlayDirs>), ContainerError> {
     if !plan.overlay_rootfs {
         return Ok((plan.rootfs.clone(), None));
     }
@@ -247,7 +277,11 @@ fn overlay_dirs(plan: &ContainerPlan, dir: &Path) -> Result<(PathBuf, Option<Ove
     let work = dir.join("work");
     let merged = dir.join("rootfs");
     for d in [&upper, &work, &merged] {
-        std::fs::create_dir(d).map_err(|source| ContainerError::Io { op: "create overlay dir", path: d.clone(), source })?;
+        std::fs::create_dir(d).map_err(|source| ContainerError::Io {
+            op: "create overlay dir",
+            path: d.clone(),
+            source,
+        })?;
     }
     Ok((merged, Some(OverlayDirs { upper, work })))
 }
@@ -261,7 +295,10 @@ fn cgroup_binds(cg: &dyn CgroupManager) -> Vec<(String, PathBuf)> {
             let name = if d.mount_point == Path::new("/sys/fs/cgroup") {
                 String::new()
             } else {
-                d.mount_point.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                d.mount_point
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             };
             (name, d.dir)
         })
@@ -272,8 +309,11 @@ fn cgroup_binds(cg: &dyn CgroupManager) -> Vec<(String, PathBuf)> {
 fn send_pidfd(path: &Path, pid: i32, start_time: u64) -> Result<(), ContainerError> {
     use std::os::fd::AsRawFd;
     let pidfd = crate::linux::signals::pidfd_for(pid, start_time)?;
-    let stream = UnixStream::connect(path)
-        .map_err(|source| ContainerError::Io { op: "connect pidfd socket", path: path.to_owned(), source })?;
+    let stream = UnixStream::connect(path).map_err(|source| ContainerError::Io {
+        op: "connect pidfd socket",
+        path: path.to_owned(),
+        source,
+    })?;
     let fds = [pidfd.as_raw_fd()];
     nix::sys::socket::sendmsg::<()>(
         stream.as_raw_fd(),
@@ -283,7 +323,10 @@ fn send_pidfd(path: &Path, pid: i32, start_time: u64) -> Result<(), ContainerErr
         None,
     )
     .map(drop)
-    .map_err(|source| ContainerError::Sys { op: format!("send pidfd over {}", path.display()), source })
+    .map_err(|source| ContainerError::Sys {
+        op: format!("send pidfd over {}", path.display()),
+        source,
+    })
 }
 
 pub(super) fn set_subreaper() -> Result<(), ContainerError> {
@@ -291,16 +334,25 @@ pub(super) fn set_subreaper() -> Result<(), ContainerError> {
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     nix::errno::Errno::result(rc)
         .map(drop)
-        .map_err(|source| ContainerError::Sys { op: "become child subreaper".into(), source })
+        .map_err(|source| ContainerError::Sys {
+            op: "become child subreaper".into(),
+            source,
+        })
 }
 
 /// Written to a temp file and renamed, so engines never read a partial pid.
 pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     std::fs::write(&tmp, pid.to_string())
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| ContainerError::Io { op: "write pid file", path: path.to_owned(), source })
+        .map_err(|source| ContainerError::Io {
+            op: "write pid file",
+            path: path.to_owned(),
+            source,
+        })
 }

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 
 use super::start::hooks_of;
-use super::{status, Container, ContainerError, Status};
+use super::{Container, ContainerError, Status, status};
 use crate::linux::signals;
 use crate::state::{StateError, Store};
 
@@ -23,7 +23,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), ContainerError
         Err(e) => return Err(e),
     };
     if !status::can_delete(c.status, force) {
-        return Err(ContainerError::DeleteNotStopped { id: id.to_owned(), status: c.status.as_str() });
+        return Err(ContainerError::DeleteNotStopped {
+            id: id.to_owned(),
+            status: c.status.as_str(),
+        });
     }
     // Teardown must not stop half-way because the caller got impatient.
     let mut block = SigSet::empty();
@@ -41,10 +44,10 @@ fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
     let mut errors: Vec<String> = Vec::new();
     let cgroup = super::cgroup_manager(&c.record);
     if c.status != Status::Stopped {
-        if let Ok(cg) = &cgroup {
-            if let Err(e) = cg.kill_all(libc::SIGKILL) {
-                errors.push(format!("kill processes: {e}"));
-            }
+        if let Ok(cg) = &cgroup
+            && let Err(e) = cg.kill_all(libc::SIGKILL)
+        {
+            errors.push(format!("kill processes: {e}"));
         }
         match signals::signal_process(c.record.pid, c.record.start_time, libc::SIGKILL) {
             Ok(()) | Err(signals::SignalError::NoSuchProcess) => {}
@@ -52,10 +55,10 @@ fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
         }
         wait_gone(c);
     }
-    if let Some(net) = &c.record.network {
-        if let Err(e) = husk_net::teardown(net, &store.root().join("net")) {
-            errors.push(format!("network: {e}"));
-        }
+    if let Some(net) = &c.record.network
+        && let Err(e) = husk_net::teardown(net, &store.root().join("net"))
+    {
+        errors.push(format!("network: {e}"));
     }
     match &cgroup {
         Ok(cg) => {
@@ -67,7 +70,10 @@ fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
         Err(e) => errors.push(format!("cgroup: {e}")),
     }
     let state = super::oci_state(&c.record, Status::Stopped).to_string();
-    for e in crate::hooks::run_hooks_best_effort(&hooks_of(&c.record.config, "poststop"), state.as_bytes()) {
+    for e in crate::hooks::run_hooks_best_effort(
+        &hooks_of(&c.record.config, "poststop"),
+        state.as_bytes(),
+    ) {
         log::warn!("poststop hook: {e}");
     }
     if let Err(e) = store.remove(&c.record.id) {
@@ -76,7 +82,10 @@ fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ContainerError::Teardown { id: c.record.id.clone(), errors: errors.join("; ") })
+        Err(ContainerError::Teardown {
+            id: c.record.id.clone(),
+            errors: errors.join("; "),
+        })
     }
 }
 
@@ -84,7 +93,11 @@ fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
 /// while another container still lives there; a create racing with it retries its mkdir.
 fn remove_default_parent(cg: &dyn crate::cgroups::CgroupManager) {
     for d in cg.dirs() {
-        if let Some(parent) = d.dir.parent().filter(|p| p.file_name().is_some_and(|n| n == "husk")) {
+        if let Some(parent) = d
+            .dir
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == "husk"))
+        {
             let _ = std::fs::remove_dir(parent);
         }
     }

@@ -11,8 +11,8 @@ use oci_spec::runtime::Process;
 use super::{Container, ContainerError, Status};
 use crate::linux::{procfs, seccomp};
 use crate::process::channel::{ChannelError, ToChild, ToParent};
-use crate::process::exec::{fork_exec, ExecContext};
-use crate::spec::{plan_exec_process, SpecError};
+use crate::process::exec::{ExecContext, fork_exec};
+use crate::spec::{SpecError, plan_exec_process};
 use crate::state::Store;
 
 pub struct ExecRequest {
@@ -38,22 +38,31 @@ pub fn exec(store: &Store, req: &ExecRequest) -> Result<Execed, ContainerError> 
         Status::Creating => return Err(ContainerError::NotRunning),
         _ => {}
     }
-    let plan = plan_exec_process(&req.process, req.console_socket.is_some()).map_err(SpecError::Invalid)?;
+    let plan = plan_exec_process(&req.process, req.console_socket.is_some())
+        .map_err(SpecError::Invalid)?;
     let filter = c
         .record
         .config
         .pointer("/linux/seccomp")
         .filter(|v| !v.is_null())
         .map(|v| {
-            let spec = serde_json::from_value(v.clone())
-                .map_err(|e| SpecError::Parse { path: c.dir.join("state.json"), message: e.to_string() })?;
-            seccomp::compile(&spec).map_err(|e| SpecError::Invalid(crate::spec::Problems(vec![format!("linux.seccomp: {e}")])))
+            let spec = serde_json::from_value(v.clone()).map_err(|e| SpecError::Parse {
+                path: c.dir.join("state.json"),
+                message: e.to_string(),
+            })?;
+            seccomp::compile(&spec).map_err(|e| {
+                SpecError::Invalid(crate::spec::Problems(vec![format!("linux.seccomp: {e}")]))
+            })
         })
         .transpose()?;
     let console_socket = match (&req.console_socket, plan.terminal) {
-        (Some(path), true) => Some(OwnedFd::from(
-            UnixStream::connect(path).map_err(|source| ContainerError::Io { op: "connect console socket", path: path.clone(), source })?,
-        )),
+        (Some(path), true) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
+            |source| ContainerError::Io {
+                op: "connect console socket",
+                path: path.clone(),
+                source,
+            },
+        )?)),
         _ => None,
     };
     super::create::set_subreaper()?;
@@ -88,7 +97,11 @@ pub fn exec(store: &Store, req: &ExecRequest) -> Result<Execed, ContainerError> 
             }
             Ok(ToParent::Ready) => break Ok(()),
             Ok(ToParent::Failed(msg)) => break Err(ContainerError::ExecFailed(msg)),
-            Ok(other) => break Err(ContainerError::ExecFailed(format!("unexpected message {other:?}"))),
+            Ok(other) => {
+                break Err(ContainerError::ExecFailed(format!(
+                    "unexpected message {other:?}"
+                )));
+            }
             Err(ChannelError::Closed) => break Err(ContainerError::InitVanished),
             Err(e) => break Err(e.into()),
         }
@@ -98,7 +111,10 @@ pub fn exec(store: &Store, req: &ExecRequest) -> Result<Execed, ContainerError> 
     }
     if let Err(e) = outcome {
         if let Some(p) = pid {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = waitpid(nix::unistd::Pid::from_raw(p), None);
         }
         return Err(e);

@@ -1,7 +1,7 @@
 //! `kill`: signal init (checked against its start time) or, with --all, every process in the
 //! container's cgroup.
 
-use super::{status, Container, ContainerError};
+use super::{Container, ContainerError, status};
 use crate::linux::signals;
 use crate::state::Store;
 

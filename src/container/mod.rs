@@ -10,9 +10,9 @@ pub mod status;
 
 use std::path::PathBuf;
 
-pub use create::{create, CreateRequest};
+pub use create::{CreateRequest, create};
 pub use delete::delete;
-pub use exec::{exec, ExecRequest, Execed};
+pub use exec::{ExecRequest, Execed, exec};
 pub use kill::kill;
 pub use resources::{merge, pause, pids, resume, stats, update};
 pub use start::start;
@@ -67,9 +67,18 @@ pub enum ContainerError {
     #[error("cannot delete container {id} that is not stopped: {status}")]
     DeleteNotStopped { id: String, status: &'static str },
     #[error("{op} {path}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{op}")]
-    Sys { op: String, #[source] source: nix::errno::Errno },
+    Sys {
+        op: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
     #[error("delete {id}: {errors}")]
     Teardown { id: String, errors: String },
 }
@@ -86,7 +95,11 @@ impl Container {
         let record = store.load(id)?;
         let dir = store.dir(id);
         let status = observe(&record, &dir);
-        Ok(Self { record, dir, status })
+        Ok(Self {
+            record,
+            dir,
+            status,
+        })
     }
 
     pub fn init_alive(&self) -> bool {
@@ -100,7 +113,11 @@ impl Container {
 }
 
 pub fn oci_state(record: &ContainerRecord, status: Status) -> serde_json::Value {
-    let pid = if matches!(status, Status::Stopped) { 0 } else { record.pid };
+    let pid = if matches!(status, Status::Stopped) {
+        0
+    } else {
+        record.pid
+    };
     serde_json::json!({
         "ociVersion": "1.2.1",
         "id": record.id,
@@ -118,16 +135,34 @@ fn observe(record: &ContainerRecord, dir: &std::path::Path) -> Status {
     let init_alive = procfs::is_same_live_process(record.pid, record.start_time);
     let fifo_present = dir.join(EXEC_FIFO).exists();
     let frozen = init_alive
-        && cgroup_manager(record).ok().and_then(|m| m.is_frozen().ok()).unwrap_or(false);
-    status::derive(record.phase, status::Observed { init_alive, fifo_present, frozen })
+        && cgroup_manager(record)
+            .ok()
+            .and_then(|m| m.is_frozen().ok())
+            .unwrap_or(false);
+    status::derive(
+        record.phase,
+        status::Observed {
+            init_alive,
+            fifo_present,
+            frozen,
+        },
+    )
 }
 
 /// The cgroup manager for a container, from what was recorded at create.
 pub fn cgroup_manager(record: &ContainerRecord) -> Result<Box<dyn CgroupManager>, CgroupError> {
-    manager_for(record.cgroup_path.as_deref(), &record.id, record.systemd_cgroup)
+    manager_for(
+        record.cgroup_path.as_deref(),
+        &record.id,
+        record.systemd_cgroup,
+    )
 }
 
-pub fn manager_for(path: Option<&str>, id: &str, systemd: bool) -> Result<Box<dyn CgroupManager>, CgroupError> {
+pub fn manager_for(
+    path: Option<&str>,
+    id: &str,
+    systemd: bool,
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
     let hierarchy = cgroups::detect()?;
     let path = cgroups::resolve_path(path, id, systemd)?;
     cgroups::manager(hierarchy, &path)

@@ -2,7 +2,7 @@
 
 use oci_spec::runtime::LinuxResources;
 
-use super::{cgroup_manager, status, Container, ContainerError, Status};
+use super::{Container, ContainerError, Status, cgroup_manager, status};
 use crate::cgroups::stats::Stats;
 use crate::state::Store;
 
@@ -36,10 +36,16 @@ pub fn update(store: &Store, id: &str, resources: &LinuxResources) -> Result<(),
     cgroup_manager(&c.record)?.apply(resources)?;
     let patch = serde_json::to_value(resources).unwrap_or_default();
     let config = &mut c.record.config;
-    if !config.get("linux").is_some_and(serde_json::Value::is_object) {
+    if !config
+        .get("linux")
+        .is_some_and(serde_json::Value::is_object)
+    {
         config["linux"] = serde_json::json!({});
     }
-    let current = config["linux"].get("resources").cloned().unwrap_or_else(|| serde_json::json!({}));
+    let current = config["linux"]
+        .get("resources")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
     config["linux"]["resources"] = merge(current, patch);
     store.save(&c.record)?;
     Ok(())

@@ -4,10 +4,10 @@ use std::os::fd::AsFd;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 
-use super::{status, Container, ContainerError, Status, EXEC_FIFO};
+use super::{Container, ContainerError, EXEC_FIFO, Status, status};
 use crate::state::Store;
 
 pub fn start(store: &Store, id: &str) -> Result<(), ContainerError> {
@@ -22,8 +22,15 @@ pub fn start(store: &Store, id: &str) -> Result<(), ContainerError> {
     }
     let fifo = c.dir.join(EXEC_FIFO);
     // Non-blocking, so a dead init cannot hang us: we poll and check it is still alive.
-    let r = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|source| ContainerError::Sys { op: format!("open {}", fifo.display()), source })?;
+    let r = nix::fcntl::open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| ContainerError::Sys {
+        op: format!("open {}", fifo.display()),
+        source,
+    })?;
     loop {
         let mut fds = [PollFd::new(r.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
@@ -42,16 +49,33 @@ pub fn start(store: &Store, id: &str) -> Result<(), ContainerError> {
                         }
                         std::thread::sleep(std::time::Duration::from_millis(5));
                     }
-                    Err(source) => return Err(ContainerError::Sys { op: format!("read {}", fifo.display()), source }),
+                    Err(source) => {
+                        return Err(ContainerError::Sys {
+                            op: format!("read {}", fifo.display()),
+                            source,
+                        });
+                    }
                 }
             }
-            Err(source) => return Err(ContainerError::Sys { op: format!("poll {}", fifo.display()), source }),
+            Err(source) => {
+                return Err(ContainerError::Sys {
+                    op: format!("poll {}", fifo.display()),
+                    source,
+                });
+            }
         }
     }
     // The fifo's absence is what marks the container as started.
-    std::fs::remove_file(&fifo).map_err(|source| ContainerError::Io { op: "remove", path: fifo.clone(), source })?;
+    std::fs::remove_file(&fifo).map_err(|source| ContainerError::Io {
+        op: "remove",
+        path: fifo.clone(),
+        source,
+    })?;
     let state = super::oci_state(&c.record, Status::Running).to_string();
-    for e in crate::hooks::run_hooks_best_effort(poststart_hooks(&c.record.config).as_slice(), state.as_bytes()) {
+    for e in crate::hooks::run_hooks_best_effort(
+        poststart_hooks(&c.record.config).as_slice(),
+        state.as_bytes(),
+    ) {
         log::warn!("poststart hook: {e}");
     }
     Ok(())

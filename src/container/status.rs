@@ -52,7 +52,10 @@ pub fn can_start(s: Status) -> bool {
 }
 
 pub fn can_kill(s: Status) -> bool {
-    matches!(s, Status::Created | Status::Running | Status::Paused | Status::Creating)
+    matches!(
+        s,
+        Status::Created | Status::Running | Status::Paused | Status::Creating
+    )
 }
 
 /// `delete` without --force takes stopped containers and, like runc, created ones (init has
@@ -66,17 +69,39 @@ mod tests {
     use super::*;
 
     fn seen(init_alive: bool, fifo_present: bool, frozen: bool) -> Observed {
-        Observed { init_alive, fifo_present, frozen }
+        Observed {
+            init_alive,
+            fifo_present,
+            frozen,
+        }
     }
 
     #[test]
     fn derivation() {
-        assert_eq!(derive(Phase::Creating, seen(true, true, false)), Status::Creating);
-        assert_eq!(derive(Phase::Creating, seen(false, true, false)), Status::Stopped);
-        assert_eq!(derive(Phase::Created, seen(true, true, false)), Status::Created);
-        assert_eq!(derive(Phase::Created, seen(true, false, false)), Status::Running);
-        assert_eq!(derive(Phase::Created, seen(true, false, true)), Status::Paused);
-        assert_eq!(derive(Phase::Created, seen(false, false, false)), Status::Stopped);
+        assert_eq!(
+            derive(Phase::Creating, seen(true, true, false)),
+            Status::Creating
+        );
+        assert_eq!(
+            derive(Phase::Creating, seen(false, true, false)),
+            Status::Stopped
+        );
+        assert_eq!(
+            derive(Phase::Created, seen(true, true, false)),
+            Status::Created
+        );
+        assert_eq!(
+            derive(Phase::Created, seen(true, false, false)),
+            Status::Running
+        );
+        assert_eq!(
+            derive(Phase::Created, seen(true, false, true)),
+            Status::Paused
+        );
+        assert_eq!(
+            derive(Phase::Created, seen(false, false, false)),
+            Status::Stopped
+        );
     }
 
     #[test]

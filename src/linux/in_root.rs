@@ -7,15 +7,23 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{mkdirat, Mode};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{Mode, mkdirat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InRootError {
     #[error("open {path} inside the container root")]
-    Open { path: PathBuf, #[source] source: Errno },
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
     #[error("create {path} inside the container root")]
-    Create { path: PathBuf, #[source] source: Errno },
+    Create {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
 }
 
 /// What to create when the path does not exist yet.
@@ -35,7 +43,9 @@ fn how(flags: OFlag) -> OpenHow {
 }
 
 fn relative(path: &Path) -> PathBuf {
-    path.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
 }
 
 /// Opens `path` (interpreted inside `root`) as an O_PATH fd, creating it first if asked.
@@ -55,31 +65,56 @@ fn open_in_root_depth(
     depth: u32,
 ) -> Result<OwnedFd, InRootError> {
     let rel = relative(path);
-    let target = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel.clone() };
+    let target = if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel.clone()
+    };
     match openat2(root.as_fd(), &target, how(OFlag::O_PATH)) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) if create != Create::Nothing => {}
-        Err(source) => return Err(InRootError::Open { path: original.to_owned(), source }),
+        Err(source) => {
+            return Err(InRootError::Open {
+                path: original.to_owned(),
+                source,
+            });
+        }
     }
     let names: Vec<_> = rel.components().collect();
     let mut prefix = PathBuf::new();
-    let mut parent = openat2(root.as_fd(), ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY))
-        .map_err(|source| InRootError::Open { path: PathBuf::from("/"), source })?;
+    let mut parent =
+        openat2(root.as_fd(), ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(|source| {
+            InRootError::Open {
+                path: PathBuf::from("/"),
+                source,
+            }
+        })?;
     for (i, name) in names.iter().enumerate() {
         let parent_prefix = prefix.clone();
         prefix.push(name);
         let last = i + 1 == names.len();
-        let flags = if last { OFlag::O_PATH } else { OFlag::O_PATH | OFlag::O_DIRECTORY };
+        let flags = if last {
+            OFlag::O_PATH
+        } else {
+            OFlag::O_PATH | OFlag::O_DIRECTORY
+        };
         let fd = match openat2(root.as_fd(), &prefix, how(flags)) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
                 if let Ok(link) = nix::fcntl::readlinkat(parent.as_fd(), name.as_os_str()) {
                     // A dangling symlink: create what it points at, inside the root.
                     if depth >= MAX_SYMLINKS {
-                        return Err(InRootError::Open { path: original.to_owned(), source: Errno::ELOOP });
+                        return Err(InRootError::Open {
+                            path: original.to_owned(),
+                            source: Errno::ELOOP,
+                        });
                     }
                     let link = PathBuf::from(link);
-                    let mut redirected = if link.is_absolute() { link } else { Path::new("/").join(&parent_prefix).join(link) };
+                    let mut redirected = if link.is_absolute() {
+                        link
+                    } else {
+                        Path::new("/").join(&parent_prefix).join(link)
+                    };
                     for rest in &names[i + 1..] {
                         redirected.push(rest);
                     }
@@ -88,16 +123,32 @@ fn open_in_root_depth(
                 let created = if last && create == Create::File {
                     create_file(&parent, name.as_os_str())
                 } else {
-                    mkdirat(parent.as_fd(), name.as_os_str(), Mode::from_bits_truncate(0o755))
+                    mkdirat(
+                        parent.as_fd(),
+                        name.as_os_str(),
+                        Mode::from_bits_truncate(0o755),
+                    )
                 };
                 match created {
                     Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(source) => return Err(InRootError::Create { path: original.to_owned(), source }),
+                    Err(source) => {
+                        return Err(InRootError::Create {
+                            path: original.to_owned(),
+                            source,
+                        });
+                    }
                 }
-                openat2(root.as_fd(), &prefix, how(flags))
-                    .map_err(|source| InRootError::Open { path: original.to_owned(), source })?
+                openat2(root.as_fd(), &prefix, how(flags)).map_err(|source| InRootError::Open {
+                    path: original.to_owned(),
+                    source,
+                })?
             }
-            Err(source) => return Err(InRootError::Open { path: original.to_owned(), source }),
+            Err(source) => {
+                return Err(InRootError::Open {
+                    path: original.to_owned(),
+                    source,
+                });
+            }
         };
         parent = fd;
     }
@@ -122,8 +173,12 @@ pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
 
 /// Opens a directory to serve as a root for [`open_in_root`].
 pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
-    nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(io::Error::from)
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -151,7 +206,11 @@ mod tests {
         open_in_root(&rootfd, Path::new("/up/etc/x"), Create::File).unwrap();
         // The absolute link target was resolved inside the root, never on the host path.
         assert!(!outside.join("sub").exists());
-        assert!(root.join(outside.strip_prefix("/").unwrap()).join("sub").is_dir());
+        assert!(
+            root.join(outside.strip_prefix("/").unwrap())
+                .join("sub")
+                .is_dir()
+        );
         assert!(root.join("etc/x").is_file());
         std::fs::remove_dir_all(&base).unwrap();
     }

@@ -5,35 +5,59 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::{CloneFlags, setns, unshare};
 
 use crate::spec::IdMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
     #[error("open namespace {path}")]
-    Open { path: PathBuf, #[source] source: std::io::Error },
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("join namespace {path}")]
-    Join { path: PathBuf, #[source] source: Errno },
+    Join {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
     #[error("create namespaces {flags:?}")]
-    Unshare { flags: CloneFlags, #[source] source: Errno },
+    Unshare {
+        flags: CloneFlags,
+        #[source]
+        source: Errno,
+    },
     #[error("write {path}")]
-    Write { path: PathBuf, #[source] source: std::io::Error },
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Opens every namespace to join first: joining a mount namespace changes what later paths mean.
-pub fn open_all(join: &[(CloneFlags, PathBuf)]) -> Result<Vec<(CloneFlags, File, PathBuf)>, NamespaceError> {
+pub fn open_all(
+    join: &[(CloneFlags, PathBuf)],
+) -> Result<Vec<(CloneFlags, File, PathBuf)>, NamespaceError> {
     join.iter()
         .map(|(flag, path)| {
             File::open(path)
                 .map(|f| (*flag, f, path.clone()))
-                .map_err(|source| NamespaceError::Open { path: path.clone(), source })
+                .map_err(|source| NamespaceError::Open {
+                    path: path.clone(),
+                    source,
+                })
         })
         .collect()
 }
 
 pub fn join(flag: CloneFlags, file: &File, path: &Path) -> Result<(), NamespaceError> {
-    setns(file.as_fd(), flag).map_err(|source| NamespaceError::Join { path: path.to_owned(), source })
+    setns(file.as_fd(), flag).map_err(|source| NamespaceError::Join {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 pub fn create(flags: CloneFlags) -> Result<(), NamespaceError> {
@@ -45,7 +69,9 @@ pub fn create(flags: CloneFlags) -> Result<(), NamespaceError> {
 
 /// The text of a uid_map/gid_map file.
 pub fn map_text(maps: &[IdMap]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
+        .collect()
 }
 
 /// Written by the parent, which holds the capabilities in the parent user namespace.
@@ -63,7 +89,10 @@ pub fn write_time_offsets(offsets: &[(String, i64, u32)]) -> Result<(), Namespac
     if offsets.is_empty() {
         return Ok(());
     }
-    let text: String = offsets.iter().map(|(clock, s, ns)| format!("{clock} {s} {ns}\n")).collect();
+    let text: String = offsets
+        .iter()
+        .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+        .collect();
     let path = PathBuf::from("/proc/self/timens_offsets");
     std::fs::write(&path, text).map_err(|source| NamespaceError::Write { path, source })
 }
@@ -75,8 +104,16 @@ mod tests {
     #[test]
     fn map_text_has_one_line_per_range() {
         let maps = [
-            IdMap { container_id: 0, host_id: 100000, size: 1 },
-            IdMap { container_id: 1, host_id: 200000, size: 65535 },
+            IdMap {
+                container_id: 0,
+                host_id: 100000,
+                size: 1,
+            },
+            IdMap {
+                container_id: 1,
+                host_id: 200000,
+                size: 65535,
+            },
         ];
         assert_eq!(map_text(&maps), "0 100000 1\n1 200000 65535\n");
     }

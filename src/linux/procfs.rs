@@ -13,7 +13,12 @@ pub struct ProcStat {
 
 pub fn stat(pid: i32) -> io::Result<ProcStat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("malformed /proc/{pid}/stat")))
+    parse_stat(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("malformed /proc/{pid}/stat"),
+        )
+    })
 }
 
 /// Parses the text after the command name, which may itself contain spaces and parentheses.
@@ -28,7 +33,8 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
 
 /// Whether `pid` is still the process that had `start_time` and has not exited.
 pub fn is_same_live_process(pid: i32, start_time: u64) -> bool {
-    pid > 0 && matches!(stat(pid), Ok(s) if s.start_time == start_time && s.state != 'Z' && s.state != 'X')
+    pid > 0
+        && matches!(stat(pid), Ok(s) if s.start_time == start_time && s.state != 'Z' && s.state != 'X')
 }
 
 #[cfg(test)]
@@ -38,7 +44,13 @@ mod tests {
     #[test]
     fn parses_names_with_parens_and_spaces() {
         let line = "4242 (my (weird) cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
-        assert_eq!(parse_stat(line), Some(ProcStat { state: 'S', start_time: 987654 }));
+        assert_eq!(
+            parse_stat(line),
+            Some(ProcStat {
+                state: 'S',
+                start_time: 987654
+            })
+        );
     }
 
     #[test]

@@ -16,32 +16,52 @@ pub enum SignalError {
     #[error("no such process")]
     NoSuchProcess,
     #[error("signal process {pid}")]
-    Send { pid: i32, #[source] source: Errno },
+    Send {
+        pid: i32,
+        #[source]
+        source: Errno,
+    },
 }
 
 /// `KILL`, `SIGKILL`, `kill` and `9` all name SIGKILL.
 pub fn parse_signal(text: &str) -> Result<i32, SignalError> {
     if let Ok(n) = text.parse::<i32>() {
-        return if (1..=64).contains(&n) { Ok(n) } else { Err(SignalError::Unknown(text.to_owned())) };
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(SignalError::Unknown(text.to_owned()))
+        };
     }
     let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     if let Some(rt) = name.strip_prefix("SIGRTMIN") {
         return realtime(text, libc::SIGRTMIN(), rt);
     }
     if let Some(rt) = name.strip_prefix("SIGRTMAX") {
         return realtime(text, libc::SIGRTMAX(), rt);
     }
-    name.parse::<Signal>().map(|s| s as i32).map_err(|_| SignalError::Unknown(text.to_owned()))
+    name.parse::<Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| SignalError::Unknown(text.to_owned()))
 }
 
 fn realtime(text: &str, base: i32, offset: &str) -> Result<i32, SignalError> {
     if offset.is_empty() {
         return Ok(base);
     }
-    let n: i32 = offset.parse().map_err(|_| SignalError::Unknown(text.to_owned()))?;
+    let n: i32 = offset
+        .parse()
+        .map_err(|_| SignalError::Unknown(text.to_owned()))?;
     let sig = base + n;
-    if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) { Ok(sig) } else { Err(SignalError::Unknown(text.to_owned())) }
+    if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) {
+        Ok(sig)
+    } else {
+        Err(SignalError::Unknown(text.to_owned()))
+    }
 }
 
 /// Opens a pidfd for `pid` if it is still the process that started at `start_time`.
@@ -63,7 +83,13 @@ pub fn pidfd_for(pid: i32, start_time: u64) -> Result<OwnedFd, SignalError> {
 pub fn send_via_pidfd(pidfd: &OwnedFd, pid: i32, signal: i32) -> Result<(), SignalError> {
     // SAFETY: pidfd_send_signal with a null siginfo and zero flags; the pidfd is open.
     let rc = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
     };
     match Errno::result(rc) {
         Ok(_) => Ok(()),

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt, Winsize};
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::pty::{Winsize, grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
@@ -16,11 +16,19 @@ pub enum TtyError {
     #[error("prepare pty slave")]
     Slave(#[source] Errno),
     #[error("open pty slave {path}")]
-    OpenSlave { path: PathBuf, #[source] source: Errno },
+    OpenSlave {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
     #[error("send pty master over the console socket")]
     Send(#[source] Errno),
     #[error("make {path} the controlling terminal and stdio")]
-    Stdio { path: PathBuf, #[source] source: Errno },
+    Stdio {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
 }
 
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
@@ -28,26 +36,48 @@ nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
 /// Creates a pty in the container's devpts, sends the master to the console socket, and makes
 /// the slave the calling process's controlling terminal and stdio. Returns the slave's path.
 pub fn setup_console(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<PathBuf, TtyError> {
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(TtyError::OpenMaster)?;
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(TtyError::OpenMaster)?;
     grantpt(&master).map_err(TtyError::Slave)?;
     unlockpt(&master).map_err(TtyError::Slave)?;
     let slave_path = PathBuf::from(ptsname_r(&master).map_err(TtyError::Slave)?);
     if let Some((rows, cols)) = size {
-        let ws = Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCSWINSZ reads one Winsize from the pointer, which outlives the call.
         unsafe { set_winsize(master.as_raw_fd(), &ws) }.map_err(TtyError::Slave)?;
     }
-    let slave = nix::fcntl::open(&slave_path, OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|source| TtyError::OpenSlave { path: slave_path.clone(), source })?;
+    let slave = nix::fcntl::open(
+        &slave_path,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|source| TtyError::OpenSlave {
+        path: slave_path.clone(),
+        source,
+    })?;
 
     // Like runc, the payload names the file; the fd rides in SCM_RIGHTS.
     let name = b"/dev/ptmx";
     let fds = [master.as_raw_fd()];
-    sendmsg::<()>(socket.as_raw_fd(), &[IoSlice::new(name)], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .map_err(TtyError::Send)?;
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[IoSlice::new(name)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(TtyError::Send)?;
     drop(master);
 
-    let stdio_err = |source| TtyError::Stdio { path: slave_path.clone(), source };
+    let stdio_err = |source| TtyError::Stdio {
+        path: slave_path.clone(),
+        source,
+    };
     // SAFETY: TIOCSCTTY takes an int argument (0: do not steal); the fd is a valid open tty.
     let rc = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
     Errno::result(rc).map_err(stdio_err)?;

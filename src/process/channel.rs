@@ -4,7 +4,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +44,9 @@ pub enum ToChild {
     Proceed,
     IdMapsWritten,
     /// The hooks ran; `state` is the OCI state JSON for the hooks init runs itself.
-    RuntimeHooksDone { state: String },
+    RuntimeHooksDone {
+        state: String,
+    },
 }
 
 pub struct Channel {
@@ -54,8 +56,13 @@ pub struct Channel {
 impl Channel {
     /// A connected pair; both ends are close-on-exec.
     pub fn pair() -> Result<(Channel, Channel), ChannelError> {
-        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-            .map_err(ChannelError::Create)?;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(ChannelError::Create)?;
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
 
@@ -94,7 +101,10 @@ mod tests {
         let (a, b) = Channel::pair().unwrap();
         a.send(&ToParent::InitPid(42)).unwrap();
         b.send(&ToChild::Proceed).unwrap();
-        assert!(matches!(b.recv::<ToParent>().unwrap(), ToParent::InitPid(42)));
+        assert!(matches!(
+            b.recv::<ToParent>().unwrap(),
+            ToParent::InitPid(42)
+        ));
         assert!(matches!(a.recv::<ToChild>().unwrap(), ToChild::Proceed));
         drop(a);
         assert!(matches!(b.recv::<ToParent>(), Err(ChannelError::Closed)));

@@ -8,11 +8,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid, fork};
 
 use super::channel::{Channel, ToChild, ToParent};
-use super::init::{launch, InitError};
-use super::spawn::{error_chain, SpawnError};
+use super::init::{InitError, launch};
+use super::spawn::{SpawnError, error_chain};
 use crate::linux::namespaces;
 use crate::linux::seccomp::CompiledSeccomp;
 use crate::linux::tty;
@@ -77,7 +77,11 @@ pub fn fork_exec(ctx: &ExecContext) -> Result<(Pid, Channel), SpawnError> {
     }
 }
 
-fn stage1(ctx: &ExecContext, joins: &[(CloneFlags, PathBuf)], chan: &Channel) -> Result<(), SpawnError> {
+fn stage1(
+    ctx: &ExecContext,
+    joins: &[(CloneFlags, PathBuf)],
+    chan: &Channel,
+) -> Result<(), SpawnError> {
     let _: ToChild = chan.recv()?;
     let files: Vec<(CloneFlags, File, PathBuf)> = namespaces::open_all(joins)?;
     for (flag, file, path) in &files {
@@ -104,11 +108,14 @@ fn stage1(ctx: &ExecContext, joins: &[(CloneFlags, PathBuf)], chan: &Channel) ->
 fn run(ctx: &ExecContext, chan: &Channel) -> Result<std::convert::Infallible, InitError> {
     // stage-1 and this process share the channel: wait until husk has our pid.
     let _: ToChild = chan.recv()?;
-    if ctx.process.terminal {
-        if let Some(sock) = &ctx.console_socket {
-            nix::unistd::setsid().map_err(|source| InitError::Sys { op: "setsid".into(), source })?;
-            tty::setup_console(sock, ctx.process.console_size)?;
-        }
+    if ctx.process.terminal
+        && let Some(sock) = &ctx.console_socket
+    {
+        nix::unistd::setsid().map_err(|source| InitError::Sys {
+            op: "setsid".into(),
+            source,
+        })?;
+        tty::setup_console(sock, ctx.process.console_size)?;
     }
     launch(ctx.process, ctx.seccomp, ctx.preserve_fds, chan, || Ok(()))
 }

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
 use super::channel::{Channel, ChannelError, ToChild, ToParent};
-use super::spawn::{error_chain, InitContext};
+use super::spawn::{InitContext, error_chain};
 use crate::linux::rootfs::{self, MountContext, RootfsError};
 use crate::linux::tty::{self, TtyError};
 use crate::linux::{capabilities, rlimits, seccomp};
@@ -40,9 +40,17 @@ pub enum InitError {
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
     #[error("{op}")]
-    Sys { op: String, #[source] source: Errno },
+    Sys {
+        op: String,
+        #[source]
+        source: Errno,
+    },
     #[error("{op}")]
-    Io { op: String, #[source] source: std::io::Error },
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
     #[error("exec: {0:?}: no such executable file")]
@@ -92,7 +100,11 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
         rootfs::mount_overlay(&plan.rootfs, &ov.upper, &ov.work, &ctx.rootfs)?;
     }
     let in_user_ns = plan.namespaces.has(CloneFlags::CLONE_NEWUSER);
-    let mctx = MountContext { rootfs: &ctx.rootfs, in_user_ns, cgroup_binds: &ctx.cgroup_binds };
+    let mctx = MountContext {
+        rootfs: &ctx.rootfs,
+        in_user_ns,
+        cgroup_binds: &ctx.cgroup_binds,
+    };
     rootfs::mount_all(&plan.mounts, &mctx)?;
     let own_dev = plan
         .mounts
@@ -114,9 +126,17 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
     chan.send(&ToParent::RunRuntimeHooks)?;
     let state_json = match chan.recv::<ToChild>()? {
         ToChild::RuntimeHooksDone { state } => state,
-        other => return Err(InitError::Sys { op: format!("unexpected message {other:?}"), source: Errno::EPROTO }),
+        other => {
+            return Err(InitError::Sys {
+                op: format!("unexpected message {other:?}"),
+                source: Errno::EPROTO,
+            });
+        }
     };
-    crate::hooks::run_hooks(plan.hooks.create_container().as_deref().unwrap_or_default(), state_json.as_bytes())?;
+    crate::hooks::run_hooks(
+        plan.hooks.create_container().as_deref().unwrap_or_default(),
+        state_json.as_bytes(),
+    )?;
 
     rootfs::enter_root(&ctx.rootfs, plan.no_pivot)?;
     rootfs::mask_paths(&plan.masked_paths)?;
@@ -132,11 +152,11 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
         let rc = unsafe { libc::personality(p) };
         Errno::result(rc).map_err(sys(format!("personality {p:#x}")))?;
     }
-    if process.terminal {
-        if let Some(sock) = &ctx.console_socket {
-            let slave = tty::setup_console(sock, process.console_size)?;
-            rootfs::bind_console(&slave)?;
-        }
+    if process.terminal
+        && let Some(sock) = &ctx.console_socket
+    {
+        let slave = tty::setup_console(sock, process.console_size)?;
+        rootfs::bind_console(&slave)?;
     }
     // Read-only root last among mounts: the steps above may still create files.
     if plan.readonly_root {
@@ -144,10 +164,19 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
     }
     let start = || {
         wait_for_start(&ctx.exec_fifo)?;
-        crate::hooks::run_hooks(plan.hooks.start_container().as_deref().unwrap_or_default(), state_json.as_bytes())
-            .map_err(InitError::from)
+        crate::hooks::run_hooks(
+            plan.hooks.start_container().as_deref().unwrap_or_default(),
+            state_json.as_bytes(),
+        )
+        .map_err(InitError::from)
     };
-    launch(process, plan.seccomp.as_ref(), ctx.preserve_fds, chan, start)
+    launch(
+        process,
+        plan.seccomp.as_ref(),
+        ctx.preserve_fds,
+        chan,
+        start,
+    )
 }
 
 /// The common end of init and of `exec`: resolve the program, apply limits, identity,
@@ -161,7 +190,8 @@ pub fn launch(
 ) -> Result<std::convert::Infallible, InitError> {
     let program = find_program(&process.args[0], &process.env)?;
     if !Path::new(&process.cwd).exists() {
-        std::fs::create_dir_all(&process.cwd).map_err(io(format!("create cwd {}", process.cwd.display())))?;
+        std::fs::create_dir_all(&process.cwd)
+            .map_err(io(format!("create cwd {}", process.cwd.display())))?;
     }
     rlimits::apply(&process.rlimits)?;
     if let Some(mask) = process.umask {
@@ -169,13 +199,12 @@ pub fn launch(
     }
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
     let seccomp_early = !process.no_new_privileges;
-    if seccomp_early {
-        if let Some(filter) = filter {
-            seccomp::install(filter)?;
-        }
+    if seccomp_early && let Some(filter) = filter {
+        seccomp::install(filter)?;
     }
     switch_user(process)?;
-    std::env::set_current_dir(&process.cwd).map_err(io(format!("chdir {}", process.cwd.display())))?;
+    std::env::set_current_dir(&process.cwd)
+        .map_err(io(format!("chdir {}", process.cwd.display())))?;
     if process.no_new_privileges {
         // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes integer arguments only.
         let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
@@ -183,19 +212,19 @@ pub fn launch(
     }
     let argv = cstrings(&process.args)?;
     let envp = cstrings(&with_home(&process.env, process.uid))?;
-    let program_c = CString::new(program.as_os_str().as_bytes()).map_err(|_| InitError::Nul(program.display().to_string()))?;
+    let program_c = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| InitError::Nul(program.display().to_string()))?;
 
     chan.send(&ToParent::Ready)?;
     release()?;
     // Seccomp as late as possible: everything above may need syscalls the filter denies.
-    if !seccomp_early {
-        if let Some(filter) = filter {
-            seccomp::install(filter)?;
-        }
+    if !seccomp_early && let Some(filter) = filter {
+        seccomp::install(filter)?;
     }
     prepare_fds(preserve_fds)?;
     reset_signals()?;
-    let err = nix::unistd::execve(&program_c, &argv, &envp).map_err(sys(format!("exec {}", program.display())));
+    let err = nix::unistd::execve(&program_c, &argv, &envp)
+        .map_err(sys(format!("exec {}", program.display())));
     match err {
         Ok(never) => match never {},
         Err(e) => Err(e),
@@ -210,7 +239,10 @@ fn join_session_keyring() -> Result<(), InitError> {
     match Errno::result(rc) {
         // Kernels without keys, or a user namespace over its key quota: run without one, like runc.
         Ok(_) | Err(Errno::ENOSYS | Errno::EDQUOT | Errno::EPERM) => Ok(()),
-        Err(source) => Err(InitError::Sys { op: "join session keyring".into(), source }),
+        Err(source) => Err(InitError::Sys {
+            op: "join session keyring".into(),
+            source,
+        }),
     }
 }
 
@@ -234,21 +266,32 @@ fn with_home(env: &[String], uid: u32) -> Vec<String> {
 }
 
 fn cstrings(items: &[String]) -> Result<Vec<CString>, InitError> {
-    items.iter().map(|s| CString::new(s.as_bytes()).map_err(|_| InitError::Nul(s.clone()))).collect()
+    items
+        .iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| InitError::Nul(s.clone())))
+        .collect()
 }
 
 fn set_domainname(name: &str) -> Result<(), InitError> {
     // SAFETY: the pointer and length describe `name`'s bytes, valid for the call.
     let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
-    Errno::result(rc).map(drop).map_err(sys(format!("setdomainname {name}")))
+    Errno::result(rc)
+        .map(drop)
+        .map_err(sys(format!("setdomainname {name}")))
 }
 
 /// Resolves args[0] like execvp would, but with the container's PATH.
 fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
-    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     if arg0.contains('/') {
         let path = PathBuf::from(arg0);
-        return if executable(&path) { Ok(path) } else { Err(InitError::NoExecutable(arg0.to_owned())) };
+        return if executable(&path) {
+            Ok(path)
+        } else {
+            Err(InitError::NoExecutable(arg0.to_owned()))
+        };
     }
     let path = env
         .iter()
@@ -269,7 +312,11 @@ fn switch_user(process: &crate::spec::ProcessPlan) -> Result<(), InitError> {
     // SAFETY: prctl(PR_SET_KEEPCAPS, 1) takes integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     Errno::result(rc).map_err(sys("set keepcaps"))?;
-    let groups: Vec<Gid> = process.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    let groups: Vec<Gid> = process
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     match nix::unistd::setgroups(&groups) {
         // A user namespace with setgroups denied: nothing to set.
         Ok(()) | Err(Errno::EPERM) if groups.is_empty() => {}
@@ -292,8 +339,14 @@ fn switch_user(process: &crate::spec::ProcessPlan) -> Result<(), InitError> {
 /// Blocks until `start` opens the exec fifo for reading, then tells it we are going.
 fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let w = nix::fcntl::open(path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys("open exec fifo for writing (is /proc mounted in the container?)"))?;
+    let w = nix::fcntl::open(
+        path.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys(
+        "open exec fifo for writing (is /proc mounted in the container?)",
+    ))?;
     nix::unistd::write(&w, b"0").map_err(sys("write exec fifo"))?;
     Ok(())
 }
@@ -306,8 +359,17 @@ fn prepare_fds(preserve: u32) -> Result<(), InitError> {
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
     }
     // SAFETY: close_range with CLOEXEC only marks fds; it cannot invalidate memory.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
-    Errno::result(rc).map(drop).map_err(sys("mark fds close-on-exec"))
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(rc)
+        .map(drop)
+        .map_err(sys("mark fds close-on-exec"))
 }
 
 /// The user process starts with default signal handling and an empty mask, whatever husk had

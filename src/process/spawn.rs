@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
-use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
 
 use super::channel::{Channel, ChannelError, ToChild, ToParent};
 use super::init;
@@ -101,10 +101,20 @@ fn stage1(ctx: &InitContext, chan: Channel) -> Result<(), Stage1Error> {
         try_!(chan.send(&ToParent::WriteIdMaps));
         let _: ToChild = try_!(chan.recv());
     }
-    if ns.new_user || joins.iter().any(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER) {
+    if ns.new_user
+        || joins
+            .iter()
+            .any(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER)
+    {
         // Inside the user namespace, become its root (when root is mapped) for what follows.
-        try_!(nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(SpawnError::SetId));
-        try_!(nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(SpawnError::SetId));
+        try_!(
+            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+                .map_err(SpawnError::SetId)
+        );
+        try_!(
+            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+                .map_err(SpawnError::SetId)
+        );
     }
     try_!(namespaces::create(ns.new));
     try_!(namespaces::write_time_offsets(&ctx.plan.time_offsets));

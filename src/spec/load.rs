@@ -9,9 +9,17 @@ use super::plan::Problems;
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("bundle {path}: cannot resolve")]
-    Bundle { path: PathBuf, #[source] source: std::io::Error },
+    Bundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("read {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("parse {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config.json:\n{0}")]
@@ -28,13 +36,22 @@ pub struct LoadedBundle {
 
 /// Reads `<bundle>/config.json`. The bundle path is made absolute (hooks and the state need it).
 pub fn load_bundle(bundle: &Path) -> Result<LoadedBundle, SpecError> {
-    let bundle = std::fs::canonicalize(bundle)
-        .map_err(|source| SpecError::Bundle { path: bundle.to_owned(), source })?;
+    let bundle = std::fs::canonicalize(bundle).map_err(|source| SpecError::Bundle {
+        path: bundle.to_owned(),
+        source,
+    })?;
     let path = bundle.join("config.json");
-    let text = std::fs::read(&path).map_err(|source| SpecError::Read { path: path.clone(), source })?;
-    let raw: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| SpecError::Parse { path: path.clone(), message: e.to_string() })?;
-    let spec: Spec = serde_json::from_value(raw.clone())
-        .map_err(|e| SpecError::Parse { path: path.clone(), message: e.to_string() })?;
+    let text = std::fs::read(&path).map_err(|source| SpecError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let raw: serde_json::Value = serde_json::from_slice(&text).map_err(|e| SpecError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let spec: Spec = serde_json::from_value(raw.clone()).map_err(|e| SpecError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     Ok(LoadedBundle { bundle, spec, raw })
 }

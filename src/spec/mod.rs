@@ -5,8 +5,9 @@ mod load;
 mod mounts;
 mod plan;
 
-pub use load::{load_bundle, LoadedBundle, SpecError};
-pub use mounts::{plan_mount, MountKind, MountOp};
+pub use load::{LoadedBundle, SpecError, load_bundle};
+pub use mounts::{MountKind, MountOp, plan_mount};
 pub use plan::{
-    build_plan, plan_exec_process, ContainerPlan, DeviceNode, IdMap, NamespacePlan, PlanOptions, ProcessPlan, Problems,
+    ContainerPlan, DeviceNode, IdMap, NamespacePlan, PlanOptions, Problems, ProcessPlan,
+    build_plan, plan_exec_process,
 };

@@ -7,7 +7,9 @@ use oci_spec::runtime::Mount;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountKind {
-    Bind { recursive: bool },
+    Bind {
+        recursive: bool,
+    },
     /// A filesystem mounted by type (proc, sysfs, tmpfs, devpts, mqueue, cgroup, cgroup2, overlay...).
     Fs(String),
 }
@@ -121,7 +123,9 @@ pub fn plan_mount(mount: &Mount, bundle: &Path) -> Result<MountOp, String> {
     let destination = clean_container_path(mount.destination())
         .map_err(|why| format!("destination {:?} {why}", mount.destination()))?;
     if mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
-        return Err(format!("destination {destination:?}: id-mapped mounts are not supported"));
+        return Err(format!(
+            "destination {destination:?}: id-mapped mounts are not supported"
+        ));
     }
     let mut flags = MsFlags::empty();
     let mut propagation = Vec::new();
@@ -135,7 +139,9 @@ pub fn plan_mount(mount: &Mount, bundle: &Path) -> Result<MountOp, String> {
             Some(Opt::Bind { recursive }) => bind = Some(recursive || bind == Some(true)),
             Some(Opt::Ignore) => {}
             None if matches!(option.as_str(), "idmap" | "ridmap") => {
-                return Err(format!("destination {destination:?}: id-mapped mounts are not supported"));
+                return Err(format!(
+                    "destination {destination:?}: id-mapped mounts are not supported"
+                ));
             }
             None => data.push(option.clone()),
         }
@@ -144,17 +150,30 @@ pub fn plan_mount(mount: &Mount, bundle: &Path) -> Result<MountOp, String> {
     let kind = match (bind, typ) {
         (Some(recursive), _) => MountKind::Bind { recursive },
         (None, "bind") => MountKind::Bind { recursive: false },
-        (None, "") => return Err(format!("destination {destination:?}: no type and no bind option")),
+        (None, "") => {
+            return Err(format!(
+                "destination {destination:?}: no type and no bind option"
+            ));
+        }
         (None, t) => MountKind::Fs(t.to_owned()),
     };
     let source = match (&kind, mount.source()) {
         (MountKind::Bind { .. }, None) => {
-            return Err(format!("destination {destination:?}: bind mount without a source"));
+            return Err(format!(
+                "destination {destination:?}: bind mount without a source"
+            ));
         }
         (MountKind::Bind { .. }, Some(src)) if src.is_relative() => Some(bundle.join(src)),
         (_, src) => src.clone(),
     };
-    Ok(MountOp { destination, kind, source, flags, propagation, data: data.join(",") })
+    Ok(MountOp {
+        destination,
+        kind,
+        source,
+        flags,
+        propagation,
+        data: data.join(","),
+    })
 }
 
 #[cfg(test)]
@@ -174,7 +193,10 @@ mod tests {
 
     #[test]
     fn clean_paths() {
-        assert_eq!(clean_container_path(Path::new("/a/./b/../c")).unwrap(), PathBuf::from("/a/c"));
+        assert_eq!(
+            clean_container_path(Path::new("/a/./b/../c")).unwrap(),
+            PathBuf::from("/a/c")
+        );
         assert!(clean_container_path(Path::new("relative/x")).is_err());
         assert!(clean_container_path(Path::new("/../etc")).is_err());
         assert!(clean_container_path(Path::new("/a/../../etc")).is_err());
@@ -182,7 +204,16 @@ mod tests {
 
     #[test]
     fn tmpfs_flags_and_data() {
-        let op = plan_mount(&mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]), Path::new("/b")).unwrap();
+        let op = plan_mount(
+            &mount(
+                "/dev",
+                "tmpfs",
+                "tmpfs",
+                &["nosuid", "strictatime", "mode=755", "size=65536k"],
+            ),
+            Path::new("/b"),
+        )
+        .unwrap();
         assert_eq!(op.kind, MountKind::Fs("tmpfs".into()));
         assert_eq!(op.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(op.data, "mode=755,size=65536k");
@@ -191,7 +222,11 @@ mod tests {
 
     #[test]
     fn bind_relative_source_and_propagation() {
-        let op = plan_mount(&mount("/data", "none", "host", &["rbind", "ro", "rprivate"]), Path::new("/b")).unwrap();
+        let op = plan_mount(
+            &mount("/data", "none", "host", &["rbind", "ro", "rprivate"]),
+            Path::new("/b"),
+        )
+        .unwrap();
         assert_eq!(op.kind, MountKind::Bind { recursive: true });
         assert_eq!(op.source, Some(PathBuf::from("/b/host")));
         assert_eq!(op.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
@@ -202,7 +237,8 @@ mod tests {
     fn rejects_bad_destinations() {
         let e = plan_mount(&mount("data", "tmpfs", "tmpfs", &[]), Path::new("/b")).unwrap_err();
         assert!(e.contains("absolute"), "{e}");
-        let e = plan_mount(&mount("/../../etc", "tmpfs", "tmpfs", &[]), Path::new("/b")).unwrap_err();
+        let e =
+            plan_mount(&mount("/../../etc", "tmpfs", "tmpfs", &[]), Path::new("/b")).unwrap_err();
         assert!(e.contains("escapes"), "{e}");
     }
 }

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{Hooks, LinuxDeviceType, LinuxNamespaceType, LinuxResources, Process, Spec};
+use oci_spec::runtime::{
+    Hooks, LinuxDeviceType, LinuxNamespaceType, LinuxResources, Process, Spec,
+};
 
 use super::load::LoadedBundle;
-use super::mounts::{clean_container_path, plan_mount, MountOp};
+use super::mounts::{MountOp, clean_container_path, plan_mount};
 use crate::linux::{capabilities, rlimits, seccomp};
 
 /// Annotation that asks for a private overlay over the bundle rootfs.
@@ -59,7 +61,11 @@ pub struct NamespacePlan {
 
 impl Default for NamespacePlan {
     fn default() -> Self {
-        Self { new: CloneFlags::empty(), new_user: false, join: Vec::new() }
+        Self {
+            new: CloneFlags::empty(),
+            new_user: false,
+            join: Vec::new(),
+        }
     }
 }
 
@@ -148,16 +154,25 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
     let mut p = Problems::default();
 
     if !spec.version().starts_with("1.") {
-        p.push(format!("ociVersion: {:?} is not a 1.x version", spec.version()));
+        p.push(format!(
+            "ociVersion: {:?} is not a 1.x version",
+            spec.version()
+        ));
     }
     let rootfs = plan_root(spec, bundle, &mut p);
-    let annotations: BTreeMap<String, String> =
-        spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let overlay_rootfs = match annotations.get(OVERLAY_ANNOTATION).map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
         Some(v) => {
-            p.push(format!("annotations.{OVERLAY_ANNOTATION}: {v:?} is not true or false"));
+            p.push(format!(
+                "annotations.{OVERLAY_ANNOTATION}: {v:?} is not true or false"
+            ));
             false
         }
     };
@@ -170,7 +185,9 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
         p.push("linux.uidMappings/gidMappings: a new user namespace needs both mappings");
     }
     if !namespaces.new_user && (!uid_map.is_empty() || !gid_map.is_empty()) {
-        p.push("linux.uidMappings/gidMappings: mappings are only allowed with a new user namespace");
+        p.push(
+            "linux.uidMappings/gidMappings: mappings are only allowed with a new user namespace",
+        );
     }
     let time_offsets = plan_time_offsets(&linux, &namespaces, &mut p);
 
@@ -189,20 +206,24 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
     {
         p.push("hostname: setting a hostname needs a new uts namespace");
     }
-    let sysctl: BTreeMap<String, String> =
-        linux.sysctl().clone().unwrap_or_default().into_iter().collect();
+    let sysctl: BTreeMap<String, String> = linux
+        .sysctl()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     for key in sysctl.keys() {
         if let Err(why) = check_sysctl(key, &namespaces) {
             p.push(format!("linux.sysctl.{key}: {why}"));
         }
     }
-    let personality = linux.personality().as_ref().and_then(|pers| {
+    let personality = linux.personality().as_ref().map(|pers| {
         if pers.flags().as_ref().is_some_and(|f| !f.is_empty()) {
             p.push("linux.personality.flags: no flags are supported");
         }
         match pers.domain() {
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => Some(0x0000),
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => Some(0x0008),
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
         }
     });
     let rootfs_propagation = match linux.rootfs_propagation().as_deref() {
@@ -225,17 +246,22 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
         .seccomp()
         .as_ref()
         .and_then(|s| p.take("linux.seccomp", seccomp::compile(s)));
-    let network = if namespaces.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNET)
+    let network = if namespaces
+        .join
+        .iter()
+        .any(|(f, _)| *f == CloneFlags::CLONE_NEWNET)
         || !namespaces.new.contains(CloneFlags::CLONE_NEWNET)
     {
         // Joining an existing netns (or sharing the host's): husk leaves networking alone.
         None
     } else {
         let ann = spec.annotations().clone().unwrap_or_default();
-        p.take("annotations", husk_net::parse_annotations(&ann)).flatten()
+        p.take("annotations", husk_net::parse_annotations(&ann))
+            .flatten()
     };
 
-    let resources = with_default_device_rules(linux.resources().clone().unwrap_or_default(), &devices);
+    let resources =
+        with_default_device_rules(linux.resources().clone().unwrap_or_default(), &devices);
     let (Some(rootfs), Some(process)) = (rootfs, process) else {
         return Err(p);
     };
@@ -247,7 +273,11 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
         bundle: bundle.clone(),
         rootfs,
         overlay_rootfs,
-        readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        readonly_root: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
         rootfs_propagation,
         no_pivot: opts.no_pivot,
         namespaces,
@@ -264,7 +294,10 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
         personality,
         process,
         seccomp,
-        cgroups_path: linux.cgroups_path().as_ref().map(|c| c.to_string_lossy().into_owned()),
+        cgroups_path: linux
+            .cgroups_path()
+            .as_ref()
+            .map(|c| c.to_string_lossy().into_owned()),
         resources: Some(resources),
         network,
         hooks: spec.hooks().clone().unwrap_or_default(),
@@ -274,7 +307,10 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
 
 /// runc's device policy: the config's rules, then the devices every container may use, then
 /// the config's device nodes. Later rules win, so a config's "deny all" keeps /dev/null usable.
-fn with_default_device_rules(mut resources: LinuxResources, nodes: &[DeviceNode]) -> LinuxResources {
+fn with_default_device_rules(
+    mut resources: LinuxResources,
+    nodes: &[DeviceNode],
+) -> LinuxResources {
     use oci_spec::runtime::LinuxDeviceCgroup;
     let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut r = LinuxDeviceCgroup::default();
@@ -306,7 +342,12 @@ fn with_default_device_rules(mut resources: LinuxResources, nodes: &[DeviceNode]
             libc::S_IFIFO => continue,
             _ => LinuxDeviceType::C,
         };
-        rules.push(rule(typ, i64::try_from(n.major).ok(), i64::try_from(n.minor).ok(), "rwm"));
+        rules.push(rule(
+            typ,
+            i64::try_from(n.major).ok(),
+            i64::try_from(n.minor).ok(),
+            "rwm",
+        ));
     }
     resources.set_devices(Some(rules));
     resources
@@ -358,7 +399,11 @@ fn plan_namespaces(linux: &oci_spec::runtime::Linux, p: &mut Problems) -> Namesp
         match ns.path() {
             Some(path) if !path.as_os_str().is_empty() => {
                 if !path.exists() {
-                    p.push(format!("linux.namespaces: {:?} path {} does not exist", ns.typ(), path.display()));
+                    p.push(format!(
+                        "linux.namespaces: {:?} path {} does not exist",
+                        ns.typ(),
+                        path.display()
+                    ));
                 }
                 plan.join.push((flag, path.clone()));
             }
@@ -367,7 +412,8 @@ fn plan_namespaces(linux: &oci_spec::runtime::Linux, p: &mut Problems) -> Namesp
         }
     }
     // The user namespace is joined first: the others may belong to it.
-    plan.join.sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
+    plan.join
+        .sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
     if !plan.has(CloneFlags::CLONE_NEWNS) {
         p.push("linux.namespaces: a mount namespace is required");
     }
@@ -377,7 +423,11 @@ fn plan_namespaces(linux: &oci_spec::runtime::Linux, p: &mut Problems) -> Namesp
 fn id_maps(maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>) -> Vec<IdMap> {
     maps.iter()
         .flatten()
-        .map(|m| IdMap { container_id: m.container_id(), host_id: m.host_id(), size: m.size() })
+        .map(|m| IdMap {
+            container_id: m.container_id(),
+            host_id: m.host_id(),
+            size: m.size(),
+        })
         .collect()
 }
 
@@ -389,12 +439,20 @@ fn plan_time_offsets(
     let mut out = Vec::new();
     for (clock, off) in linux.time_offsets().iter().flatten() {
         if !matches!(clock.as_str(), "monotonic" | "boottime") {
-            p.push(format!("linux.timeOffsets.{clock}: only monotonic and boottime can be offset"));
+            p.push(format!(
+                "linux.timeOffsets.{clock}: only monotonic and boottime can be offset"
+            ));
             continue;
         }
-        out.push((clock.clone(), off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+        out.push((
+            clock.clone(),
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0),
+        ));
     }
-    let new_time = ns.new.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
+    let new_time = ns
+        .new
+        .contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
     if !out.is_empty() && !new_time {
         p.push("linux.timeOffsets: offsets need a new time namespace");
     }
@@ -406,9 +464,14 @@ fn plan_devices(linux: &oci_spec::runtime::Linux, p: &mut Problems) -> Vec<Devic
     let mut out = Vec::new();
     for (i, d) in linux.devices().iter().flatten().enumerate() {
         let field = format!("linux.devices[{i}]");
-        let Some(path) = p.take(&field, clean_container_path(d.path())) else { continue };
+        let Some(path) = p.take(&field, clean_container_path(d.path())) else {
+            continue;
+        };
         if !path.starts_with("/dev") {
-            p.push(format!("{field}: path {} is not under /dev", path.display()));
+            p.push(format!(
+                "{field}: path {} is not under /dev",
+                path.display()
+            ));
             continue;
         }
         let kind = match d.typ() {
@@ -441,7 +504,12 @@ fn clean_paths(field: &str, paths: &Option<Vec<String>>, p: &mut Problems) -> Ve
     paths
         .iter()
         .flatten()
-        .filter_map(|s| p.take(&format!("{field} {s:?}"), clean_container_path(Path::new(s))))
+        .filter_map(|s| {
+            p.take(
+                &format!("{field} {s:?}"),
+                clean_container_path(Path::new(s)),
+            )
+        })
         .collect()
 }
 
@@ -452,13 +520,25 @@ fn check_sysctl(key: &str, ns: &NamespacePlan) -> Result<(), String> {
         || key.starts_with("kernel.shm")
         || key.starts_with("fs.mqueue.");
     if ipc {
-        return if ns.has(CloneFlags::CLONE_NEWIPC) { Ok(()) } else { Err("needs a new ipc namespace".into()) };
+        return if ns.has(CloneFlags::CLONE_NEWIPC) {
+            Ok(())
+        } else {
+            Err("needs a new ipc namespace".into())
+        };
     }
     if key.starts_with("net.") {
-        return if ns.has(CloneFlags::CLONE_NEWNET) { Ok(()) } else { Err("needs a new network namespace".into()) };
+        return if ns.has(CloneFlags::CLONE_NEWNET) {
+            Ok(())
+        } else {
+            Err("needs a new network namespace".into())
+        };
     }
     if key == "kernel.hostname" || key == "kernel.domainname" {
-        return if ns.has(CloneFlags::CLONE_NEWUTS) { Ok(()) } else { Err("needs a new uts namespace".into()) };
+        return if ns.has(CloneFlags::CLONE_NEWUTS) {
+            Ok(())
+        } else {
+            Err("needs a new uts namespace".into())
+        };
     }
     Err("is not namespaced: it would change the host".into())
 }
@@ -472,7 +552,10 @@ fn plan_process(spec: &Spec, opts: &PlanOptions, p: &mut Problems) -> Option<Pro
 }
 
 /// The plan of a process to exec into a running container (`husk exec`).
-pub fn plan_exec_process(proc_: &Process, has_console_socket: bool) -> Result<ProcessPlan, Problems> {
+pub fn plan_exec_process(
+    proc_: &Process,
+    has_console_socket: bool,
+) -> Result<ProcessPlan, Problems> {
     let mut p = Problems::default();
     let plan = process_plan(proc_, has_console_socket, &mut p);
     if p.0.is_empty() { Ok(plan) } else { Err(p) }
@@ -490,22 +573,35 @@ fn process_plan(proc_: &Process, has_console_socket: bool, p: &mut Problems) -> 
         }
     }
     if !proc_.cwd().is_absolute() {
-        p.push(format!("process.cwd: {:?} must be an absolute path", proc_.cwd()));
+        p.push(format!(
+            "process.cwd: {:?} must be an absolute path",
+            proc_.cwd()
+        ));
     }
     let terminal = proc_.terminal().unwrap_or(false);
     if terminal && !has_console_socket {
         p.push("process.terminal: a terminal needs --console-socket");
     }
     if !terminal && has_console_socket {
-        p.push("process.terminal: false, but --console-socket was given (it only carries a terminal)");
+        p.push(
+            "process.terminal: false, but --console-socket was given (it only carries a terminal)",
+        );
     }
     let console_size = proc_.console_size().as_ref().map(|b| {
-        (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX))
+        (
+            u16::try_from(b.height()).unwrap_or(u16::MAX),
+            u16::try_from(b.width()).unwrap_or(u16::MAX),
+        )
     });
-    let capabilities =
-        proc_.capabilities().as_ref().and_then(|c| p.take("process.capabilities", capabilities::plan(c)));
+    let capabilities = proc_
+        .capabilities()
+        .as_ref()
+        .and_then(|c| p.take("process.capabilities", capabilities::plan(c)));
     let rlimits = p
-        .take("process.rlimits", rlimits::plan(proc_.rlimits().as_deref().unwrap_or_default()))
+        .take(
+            "process.rlimits",
+            rlimits::plan(proc_.rlimits().as_deref().unwrap_or_default()),
+        )
         .unwrap_or_default();
     let user = proc_.user();
     ProcessPlan {

@@ -6,5 +6,5 @@ mod store;
 mod timestamp;
 
 pub use record::{ContainerRecord, Phase};
-pub use store::{validate_id, ContainerLock, StateError, Store};
+pub use store::{ContainerLock, StateError, Store, validate_id};
 pub use timestamp::rfc3339_now;

@@ -21,26 +21,63 @@ pub enum StateError {
     #[error("invalid container id {id:?}: {why}")]
     InvalidId { id: String, why: &'static str },
     #[error("create state root {path}")]
-    CreateRoot { path: PathBuf, #[source] source: io::Error },
+    CreateRoot {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("create container dir {path}")]
-    CreateDir { path: PathBuf, #[source] source: io::Error },
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("read state {path}")]
-    Read { path: PathBuf, #[source] source: io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("parse state {path}")]
-    Parse { path: PathBuf, #[source] source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("write state {path}")]
-    Write { path: PathBuf, #[source] source: io::Error },
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("lock container dir {path}")]
-    Lock { path: PathBuf, #[source] source: io::Error },
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("remove container dir {path}")]
-    Remove { path: PathBuf, #[source] source: io::Error },
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("list state root {path}")]
-    List { path: PathBuf, #[source] source: io::Error },
+    List {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Container ids: the characters runc allows, and never `.`/`..`, so an id is always one path component.
 pub fn validate_id(id: &str) -> Result<(), StateError> {
-    let bad = |why| Err(StateError::InvalidId { id: id.to_owned(), why });
+    let bad = |why| {
+        Err(StateError::InvalidId {
+            id: id.to_owned(),
+            why,
+        })
+    };
     if id.is_empty() {
         return bad("empty");
     }
@@ -50,7 +87,10 @@ pub fn validate_id(id: &str) -> Result<(), StateError> {
     if id.len() > 1024 {
         return bad("longer than 1024 bytes");
     }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.')) {
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))
+    {
         return bad("only letters, digits, '_', '+', '-' and '.' are allowed");
     }
     Ok(())
@@ -73,8 +113,13 @@ impl Store {
             .recursive(true)
             .mode(0o700)
             .create(root)
-            .map_err(|source| StateError::CreateRoot { path: root.to_owned(), source })?;
-        Ok(Self { root: root.to_owned() })
+            .map_err(|source| StateError::CreateRoot {
+                path: root.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            root: root.to_owned(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -91,7 +136,9 @@ impl Store {
         let dir = self.dir(id);
         match fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StateError::Exists(id.to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(StateError::Exists(id.to_owned()))
+            }
             Err(source) => Err(StateError::CreateDir { path: dir, source }),
         }
     }
@@ -109,10 +156,16 @@ impl Store {
             .open(&path)
             .map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => StateError::NotFound(id.to_owned()),
-                _ => StateError::Lock { path: path.clone(), source },
+                _ => StateError::Lock {
+                    path: path.clone(),
+                    source,
+                },
             })?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| StateError::Lock { path, source: errno.into() })?;
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StateError::Lock {
+                path,
+                source: errno.into(),
+            })?;
         Ok(ContainerLock { _lock: lock })
     }
 
@@ -121,7 +174,10 @@ impl Store {
         let path = self.dir(id).join(RECORD);
         let text = fs::read(&path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => StateError::NotFound(id.to_owned()),
-            _ => StateError::Read { path: path.clone(), source },
+            _ => StateError::Read {
+                path: path.clone(),
+                source,
+            },
         })?;
         serde_json::from_slice(&text).map_err(|source| StateError::Parse { path, source })
     }
@@ -160,8 +216,10 @@ impl Store {
 
     /// Ids of every container directory, sorted. Hidden entries and husk's own dirs (net) are skipped.
     pub fn ids(&self) -> Result<Vec<String>, StateError> {
-        let entries =
-            fs::read_dir(&self.root).map_err(|source| StateError::List { path: self.root.clone(), source })?;
+        let entries = fs::read_dir(&self.root).map_err(|source| StateError::List {
+            path: self.root.clone(),
+            source,
+        })?;
         let mut ids: Vec<String> = entries
             .filter_map(Result::ok)
             .filter(|e| e.path().join(RECORD).exists())
