@@ -50,6 +50,18 @@ impl ConsoleSocket {
     }
 }
 
+impl ConsoleSocket {
+    /// Waits for the runtime to send one fd (a pty master, or a pidfd over `--pidfd-socket`).
+    #[track_caller]
+    pub fn receive_fd(self) -> OwnedFd {
+        match self.receiver.join() {
+            Ok(Ok(fd)) => fd,
+            Ok(Err(e)) => panic!("socket {}: {e}", self.path.display()),
+            Err(_) => panic!("socket thread for {} panicked", self.path.display()),
+        }
+    }
+}
+
 fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
     listener
         .set_nonblocking(true)

@@ -12,6 +12,8 @@
 //! - `relative_mount_destination_is_refused`, `mount_destination_escaping_root_is_refused`:
 //!   husk refuses what runc silently reinterprets (a relative destination, one that climbs
 //!   above `/` with `..`): a clear error naming the mount, and nothing left behind.
+//! - husk features runc lacks or does differently: the overlay rootfs annotation, a pidfd over
+//!   `--pidfd-socket`, and guarantees checked by killing a create half-way.
 
 use std::fs;
 
@@ -106,4 +108,127 @@ fn mount_destination_escaping_root_is_refused() {
         "nothing was written to the host dir"
     );
     sb.assert_nothing_left(&id);
+}
+
+#[test]
+fn overlay_rootfs_keeps_the_bundle_rootfs_untouched() {
+    if !husk_only("overlay_rootfs_keeps_the_bundle_rootfs_untouched") {
+        return;
+    }
+    let sb = Sandbox::new("overlay-rootfs");
+    let config = Config::runc_spec()
+        .annotation("io.husk.rootfs.overlay", "true")
+        .sh("cat /hc-file 2>/dev/null || echo absent; echo mine > /hc-file; rm /bin/true; cat /hc-file");
+    for _ in 0..2 {
+        // Each container starts from the untouched lower layer and writes only its upper layer.
+        let out = sb.run(&config);
+        out.assert_success();
+        assert_eq!(out.stdout_lines(), vec!["absent", "mine"], "{out}");
+    }
+    assert!(
+        !sb.rootfs().join("hc-file").exists(),
+        "a container wrote into the bundle rootfs"
+    );
+    assert!(
+        sb.rootfs().join("bin/true").exists(),
+        "a container deleted from the bundle rootfs"
+    );
+}
+
+#[test]
+fn concurrent_creates_of_one_id_have_exactly_one_winner() {
+    if !husk_only("concurrent_creates_of_one_id_have_exactly_one_winner") {
+        return;
+    }
+    let sb = Sandbox::new("create-race");
+    let id = sb.new_id();
+    sb.register(&id);
+    sb.write_config(&Config::runc_spec().sh("sleep 300"));
+    let bundle = sb.bundle().to_string_lossy().into_owned();
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| sb.runtime(&["create", "--bundle", &bundle, &id])))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let winners = outs.iter().filter(|o| o.success()).count();
+    assert_eq!(winners, 1, "{outs:#?}");
+    for o in outs.iter().filter(|o| !o.success()) {
+        o.assert_stderr_contains("exists");
+    }
+    assert_eq!(sb.status(&id).as_deref(), Some("created"));
+}
+
+#[test]
+fn a_create_killed_half_way_is_cleaned_by_delete_force() {
+    if !husk_only("a_create_killed_half_way_is_cleaned_by_delete_force") {
+        return;
+    }
+    let sb = Sandbox::new("create-killed");
+    let id = sb.new_id();
+    sb.register(&id);
+    let marker = sb.dir().join("hook-ran");
+    // The createRuntime hook holds create in the middle, with init alive in its namespaces.
+    let script = format!("touch {}; exec sleep 30", marker.display());
+    sb.write_config(&Config::runc_spec().sh("true").hook(
+        "createRuntime",
+        "/bin/sh",
+        &["sh", "-c", &script],
+        &[],
+        None,
+    ));
+    let mut create = std::process::Command::new(husk_conformance::runtime::runtime_path())
+        .arg("--root")
+        .arg(sb.root())
+        .args(["create", "--bundle"])
+        .arg(sb.bundle())
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn create");
+    husk_conformance::wait::wait_until("the createRuntime hook to run", || marker.exists());
+    create.kill().expect("SIGKILL create");
+    create.wait().expect("reap create");
+    assert_eq!(
+        sb.status(&id).as_deref(),
+        Some("stopped"),
+        "init must not outlive its create"
+    );
+    sb.delete_force(&id).assert_success();
+    sb.runtime(&["state", &id])
+        .assert_failure()
+        .assert_stderr_contains("does not exist");
+    sb.assert_nothing_left(&id);
+}
+
+#[test]
+fn pidfd_socket_receives_a_pidfd_of_init() {
+    if !husk_only("pidfd_socket_receives_a_pidfd_of_init") {
+        return;
+    }
+    let sb = Sandbox::new("pidfd-socket");
+    let id = sb.new_id();
+    let path = sb.dir().join("pidfd.sock");
+    let socket = husk_conformance::console::ConsoleSocket::listen(&path);
+    sb.create(
+        &id,
+        &Config::runc_spec().sh("sleep 300"),
+        &["--pidfd-socket", &path.to_string_lossy()],
+    )
+    .assert_success();
+    let pidfd = socket.receive_fd();
+    let fdinfo = fs::read_to_string(format!(
+        "/proc/self/fdinfo/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&pidfd)
+    ))
+    .expect("fdinfo");
+    let pid = sb.state(&id)["pid"].as_i64().expect("pid");
+    assert!(
+        fdinfo.lines().any(|l| l == format!("Pid:\t{pid}")),
+        "{fdinfo}"
+    );
 }
