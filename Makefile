@@ -1,8 +1,8 @@
 # husk: build, demo, test. Every target runs as root on a Debian 12 machine.
 
 CARGO ?= cargo
-DEB_PACKAGES := busybox-static runc crun nftables iptables iproute2 procps bats \
-	containernetworking-plugins hyperfine
+DEB_PACKAGES := busybox-static runc crun nftables iptables iproute2 procps util-linux python3 \
+	podman conmon containerd containernetworking-plugins
 
 .PHONY: all build release deps demo test unit conformance lint clean-machine
 

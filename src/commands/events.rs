@@ -44,7 +44,7 @@ fn print_event(kind: &str, id: &str, data: Option<serde_json::Value>) {
     if let Some(d) = data {
         ev["data"] = d;
     }
-    println!("{ev}");
+    say!("{ev}");
 }
 
 /// `5s`, `500ms`, `1m`, or a bare number of seconds.

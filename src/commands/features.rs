@@ -37,6 +37,6 @@ pub fn features() -> Result<ExitCode, CommandError> {
         },
         "potentiallyUnsafeConfigAnnotations": ["io.husk.net.", "io.husk.rootfs.overlay"],
     });
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     Ok(0)
 }

@@ -37,7 +37,7 @@ pub fn start(store: &Store, id: &str) -> Result<ExitCode, CommandError> {
 pub fn state(store: &Store, id: &str) -> Result<ExitCode, CommandError> {
     let c = Container::load(store, id)?;
     let text = serde_json::to_string_pretty(&c.oci_state()).unwrap_or_default();
-    println!("{text}");
+    say!("{text}");
     Ok(0)
 }
 

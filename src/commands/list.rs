@@ -13,7 +13,7 @@ pub fn list(store: &Store, a: &ListArgs) -> Result<ExitCode, CommandError> {
         .collect();
     if a.quiet {
         for c in &containers {
-            println!("{}", c.record.id);
+            say!("{}", c.record.id);
         }
         return Ok(0);
     }
@@ -21,16 +21,16 @@ pub fn list(store: &Store, a: &ListArgs) -> Result<ExitCode, CommandError> {
         ListFormat::Json => {
             let items: Vec<serde_json::Value> =
                 containers.iter().map(Container::oci_state).collect();
-            println!("{}", serde_json::Value::Array(items));
+            say!("{}", serde_json::Value::Array(items));
         }
         ListFormat::Table => {
-            println!(
+            say!(
                 "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
                 "ID", "PID", "STATUS", "BUNDLE", "CREATED"
             );
             for c in &containers {
                 let s = c.oci_state();
-                println!(
+                say!(
                     "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
                     c.record.id,
                     s["pid"].as_i64().unwrap_or(0),

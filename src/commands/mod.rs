@@ -1,5 +1,13 @@
 //! One small file per verb: glue from the command line to the container API.
 
+/// `println!` that does not panic when stdout is a closed pipe (`husk features | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod events;
 mod exec;
 mod features;

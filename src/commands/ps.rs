@@ -10,7 +10,7 @@ use crate::state::Store;
 pub fn ps(store: &Store, a: &PsArgs) -> Result<ExitCode, CommandError> {
     let pids = container::pids(store, &a.id)?;
     if a.format == ListFormat::Json {
-        println!("{}", serde_json::to_string(&pids).unwrap_or_default());
+        say!("{}", serde_json::to_string(&pids).unwrap_or_default());
         return Ok(0);
     }
     let args = if a.ps_args.is_empty() {
@@ -35,9 +35,9 @@ pub fn ps(store: &Store, a: &PsArgs) -> Result<ExitCode, CommandError> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let (header, rows) = filter_ps(&text, &pids)?;
-    println!("{header}");
+    say!("{header}");
     for row in rows {
-        println!("{row}");
+        say!("{row}");
     }
     Ok(0)
 }
