@@ -115,3 +115,49 @@ fn time_namespace_offsets_boottime() {
         "uptime {uptime} lacks the {day}s offset: {out}"
     );
 }
+
+fn mkdir_denied() -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+        ]
+    })
+}
+
+#[test]
+fn seccomp_profile_denies_a_syscall() {
+    let sb = Sandbox::new("seccomp");
+    let out = sb.run(
+        &Config::runc_spec()
+            .set("/linux/seccomp", mkdir_denied())
+            .sh("mkdir /tmp/hc-dir 2>&1; test -d /tmp/hc-dir && echo made || echo denied; touch /tmp/hc-file && echo touched"),
+    );
+    out.assert_success();
+    let text = out.stdout.clone();
+    assert!(text.contains("Operation not permitted"), "{out}");
+    assert!(text.contains("denied") && text.contains("touched"), "{out}");
+}
+
+#[test]
+fn seccomp_profile_applies_to_exec_processes() {
+    let sb = Sandbox::new("seccomp-exec");
+    let id = sb.new_id();
+    sb.create_ok(
+        &id,
+        &Config::runc_spec()
+            .set("/linux/seccomp", mkdir_denied())
+            .sh("sleep 300"),
+    );
+    sb.start(&id).assert_success();
+    sb.wait_status(&id, "running");
+    let out = sb.runtime(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "mkdir /tmp/hc-exec-dir || echo denied",
+    ]);
+    assert!(out.stdout.contains("denied"), "{out}");
+}
