@@ -26,7 +26,11 @@ pub fn list(store: &Store, a: &ListArgs) -> Result<ExitCode, CommandError> {
         ListFormat::Table => {
             say!(
                 "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
-                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                "ID",
+                "PID",
+                "STATUS",
+                "BUNDLE",
+                "CREATED"
             );
             for c in &containers {
                 let s = c.oci_state();

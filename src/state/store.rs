@@ -182,7 +182,8 @@ impl Store {
         serde_json::from_slice(&text).map_err(|source| StateError::Parse { path, source })
     }
 
-    /// Writes the record to a temp file, fsyncs it and renames it over `state.json`.
+    /// Writes the record to a temp file and renames it over `state.json`: readers see the old
+    /// or the new record, never half of one. (No fsync: the state lives on a tmpfs, /run.)
     pub fn save(&self, record: &ContainerRecord) -> Result<(), StateError> {
         let dir = self.dir(&record.id);
         let path = dir.join(RECORD);
@@ -197,7 +198,6 @@ impl Store {
                 .open(&tmp)?;
             let body = serde_json::to_vec(record).map_err(io::Error::other)?;
             file.write_all(&body)?;
-            file.sync_all()?;
             fs::rename(&tmp, &path)
         };
         write().map_err(|source| StateError::Write { path, source })
