@@ -567,6 +567,9 @@ fn pause_freezes_and_resume_thaws_a_busy_container() {
         read_number(&counter).is_some_and(|n| n >= 3)
     });
     let init = init_pid(&sb, &id);
+    sb.runtime(&["resume", &id])
+        .assert_failure()
+        .assert_stderr_contains("not paused");
 
     sb.runtime(&["pause", &id]).assert_success();
     assert_eq!(sb.status(&id).as_deref(), Some("paused"));
