@@ -166,6 +166,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
         new_keyring: !req.no_new_keyring,
         cgroup_binds,
     };
+    let ooms_before = rb.cgroup.as_ref().and_then(|cg| cg.oom_count().ok()).unwrap_or(0);
     let (stage1, chan) = fork_stage1(&ctx)?;
     drop(ctx);
     // stage-1 joins the cgroup before it creates namespaces, so init is born inside it.
@@ -221,6 +222,12 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
     })();
     if !stage1_reaped {
         let _ = waitpid(stage1, None);
+    }
+    if let Err(ContainerError::InitVanished) = outcome {
+        let ooms = rb.cgroup.as_ref().and_then(|cg| cg.oom_count().ok()).unwrap_or(0);
+        if ooms > ooms_before {
+            return Err(ContainerError::InitOomKilled);
+        }
     }
     outcome?;
 

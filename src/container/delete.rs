@@ -43,17 +43,23 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), ContainerError
 fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
     let mut errors: Vec<String> = Vec::new();
     let cgroup = super::cgroup_manager(&c.record);
+    // Whatever is left in the cgroup dies too: without a pid namespace of its own, init's
+    // children outlive it, and a cgroup with processes cannot be removed.
+    if let Ok(cg) = &cgroup
+        && cg.pids().is_ok_and(|p| !p.is_empty())
+        && let Err(e) = cg.kill_all(libc::SIGKILL)
+    {
+        errors.push(format!("kill processes: {e}"));
+    }
     if c.status != Status::Stopped {
-        if let Ok(cg) = &cgroup
-            && let Err(e) = cg.kill_all(libc::SIGKILL)
-        {
-            errors.push(format!("kill processes: {e}"));
-        }
         match signals::signal_process(c.record.pid, c.record.start_time, libc::SIGKILL) {
             Ok(()) | Err(signals::SignalError::NoSuchProcess) => {}
             Err(e) => errors.push(format!("kill init: {e}")),
         }
         wait_gone(c);
+    }
+    if let Ok(cg) = &cgroup {
+        wait_empty(cg.as_ref());
     }
     if let Some(net) = &c.record.network
         && let Err(e) = husk_net::teardown(net, &store.root().join("net"))
@@ -100,6 +106,17 @@ fn remove_default_parent(cg: &dyn crate::cgroups::CgroupManager) {
         {
             let _ = std::fs::remove_dir(parent);
         }
+    }
+}
+
+/// Waits (bounded) for the killed processes to leave the cgroup.
+fn wait_empty(cg: &dyn crate::cgroups::CgroupManager) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cg.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
+        // Reap those that are ours (`run` is their subreaper).
+        while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {}
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -48,6 +48,8 @@ pub enum ContainerError {
     InitFailed(String),
     #[error("container init exited before it was ready")]
     InitVanished,
+    #[error("container init was OOM-killed (memory limit too low?)")]
+    InitOomKilled,
     #[error("cannot exec in a stopped container")]
     ExecStopped,
     #[error("cannot exec in a paused container (use --ignore-paused to override)")]
