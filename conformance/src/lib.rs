@@ -16,6 +16,7 @@ pub mod config;
 pub mod console;
 pub mod mountinfo;
 pub mod netns;
+pub mod networld;
 pub mod reaper;
 pub mod rootfs;
 pub mod runtime;
