@@ -159,3 +159,27 @@ fn exec_of_a_missing_program_fails_clearly() {
     // The container is unharmed.
     assert_eq!(sb.status(&id).as_deref(), Some("running"));
 }
+
+#[test]
+fn exec_cap_adds_a_capability_in_runc_spelling() {
+    let sb = Sandbox::new("exec-cap");
+    let id = running(&sb);
+    let out = sb.runtime(&[
+        "exec",
+        "--cap",
+        "CAP_SYS_ADMIN",
+        &id,
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status",
+    ]);
+    out.assert_success();
+    let hex = out
+        .stdout
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    let eff = u64::from_str_radix(&hex, 16).expect("CapEff hex");
+    assert_ne!(eff & (1 << 21), 0, "CAP_SYS_ADMIN missing: {out}");
+}

@@ -427,7 +427,11 @@ fn killed_container_then_delete_force_leaves_nothing() {
         &networked("hn-kill", "10.77.8.0/24", "sleep 1000")
             .annotation("io.husk.net.ports", "18082:80"),
     );
-    assert_eq!(world.leases().len(), 1, "no lease: the network was not built");
+    assert_eq!(
+        world.leases().len(),
+        1,
+        "no lease: the network was not built"
+    );
     let pid = world.pid(&id);
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill the container's init");
     wait_until("the container is stopped", || {

@@ -80,7 +80,10 @@ fn process_from_args(store: &Store, a: &ExecArgs) -> Result<Process, CommandErro
     if !a.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &a.cap {
+            // runc's form is CAP_NET_RAW; oci-spec parses NET_RAW.
             let cap: oci_spec::runtime::Capability = name
+                .to_ascii_uppercase()
+                .trim_start_matches("CAP_")
                 .parse()
                 .map_err(|_| CommandError::Usage(format!("unknown capability {name:?}")))?;
             let add = |s: &Option<oci_spec::runtime::Capabilities>| {

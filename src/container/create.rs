@@ -166,7 +166,11 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
         new_keyring: !req.no_new_keyring,
         cgroup_binds,
     };
-    let ooms_before = rb.cgroup.as_ref().and_then(|cg| cg.oom_count().ok()).unwrap_or(0);
+    let ooms_before = rb
+        .cgroup
+        .as_ref()
+        .and_then(|cg| cg.oom_count().ok())
+        .unwrap_or(0);
     let (stage1, chan) = fork_stage1(&ctx)?;
     drop(ctx);
     // stage-1 joins the cgroup before it creates namespaces, so init is born inside it.
@@ -210,7 +214,15 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
             }
             Ok(ToParent::RunRuntimeHooks) => {
                 let state = oci_state(&record, Status::Creating).to_string();
-                run_runtime_hooks(&plan, &mut record, &mut rb, &rootfs, &dir, state.as_bytes())?;
+                run_runtime_hooks(
+                    store,
+                    &plan,
+                    &mut record,
+                    &mut rb,
+                    &rootfs,
+                    &dir,
+                    state.as_bytes(),
+                )?;
                 store.save(&record)?;
                 chan.send(&ToChild::RuntimeHooksDone { state })?;
             }
@@ -224,7 +236,11 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
         let _ = waitpid(stage1, None);
     }
     if let Err(ContainerError::InitVanished) = outcome {
-        let ooms = rb.cgroup.as_ref().and_then(|cg| cg.oom_count().ok()).unwrap_or(0);
+        let ooms = rb
+            .cgroup
+            .as_ref()
+            .and_then(|cg| cg.oom_count().ok())
+            .unwrap_or(0);
         if ooms > ooms_before {
             return Err(ContainerError::InitOomKilled);
         }
@@ -245,6 +261,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
 
 /// prestart (deprecated, same moment), the built-in network, then createRuntime hooks.
 fn run_runtime_hooks(
+    store: &Store,
     plan: &ContainerPlan,
     record: &mut ContainerRecord,
     rb: &mut Rollback,
@@ -260,6 +277,10 @@ fn run_runtime_hooks(
             rootfs: rootfs.to_owned(),
             owner_dir: Some(dir.to_owned()),
         };
+        // Recorded before anything is built: if husk dies during setup, `delete` finds the rest
+        // through the leases, which name this container.
+        record.network = Some(husk_net::NetworkRecord::empty(req, &record.id));
+        store.save(record)?;
         let built = husk_net::setup(req, &target, &rb.net_dir)?;
         record.network = Some(built.clone());
         rb.network = Some(built);

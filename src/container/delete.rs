@@ -115,7 +115,9 @@ fn wait_empty(cg: &dyn crate::cgroups::CgroupManager) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while cg.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
         // Reap those that are ours (`run` is their subreaper).
-        while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {}
+        while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+            waitpid(None, Some(WaitPidFlag::WNOHANG))
+        {}
         std::thread::sleep(Duration::from_millis(5));
     }
 }

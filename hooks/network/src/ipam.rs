@@ -154,6 +154,19 @@ impl BridgeLock {
         Ok(false)
     }
 
+    /// The lease `container_id` holds on this bridge, if any: how a teardown finds what a setup
+    /// that never returned its record (its caller was killed) had built.
+    pub fn held_by(&self, container_id: &str) -> Option<(Ipv4Addr, Lease)> {
+        fs::read_dir(&self.dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<Ipv4Addr>().ok())
+            .find_map(|ip| {
+                let lease = self.read(ip).ok()?;
+                (lease.container_id == container_id).then_some((ip, lease))
+            })
+    }
+
     pub fn read(&self, ip: Ipv4Addr) -> Result<Lease, IpamError> {
         let path = self.dir.join(ip.to_string());
         let text = fs::read(&path).map_err(|source| IpamError::Read {

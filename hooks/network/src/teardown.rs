@@ -45,6 +45,27 @@ async fn remove_all(record: &NetworkRecord, state_dir: &Path) -> Vec<NetError> {
             None
         }
     };
+    // A record written before setup finished (the caller died during it) does not know the
+    // address: the lease, which names its holder and what was built for it, does.
+    let recovered;
+    let record = match (&lock, record.address) {
+        (Some(l), None) => match l.held_by(&record.container_id) {
+            Some((ip, lease)) => {
+                recovered = NetworkRecord {
+                    address: Some(ip),
+                    rules_installed: true,
+                    ports: lease.ports,
+                    masquerade: lease.masquerade,
+                    host_veth: Some(lease.host_veth),
+                    resolv_conf: lease.resolv_conf,
+                    ..record.clone()
+                };
+                &recovered
+            }
+            None => record,
+        },
+        _ => record,
+    };
     // The address went to another container (ours was reclaimed after a death): its rules and
     // lease are that container's now.
     let lease = match (&lock, record.address) {
