@@ -2,7 +2,6 @@
 //! recorded in a [`Rollback`]; a failure anywhere undoes them all, so a failed create leaves
 //! no state dir, cgroup, network or process behind.
 
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -84,13 +83,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
     let plan = build_plan(&loaded, &opts).map_err(SpecError::Invalid)?;
     // Connect before any side effect: a bad socket path is the caller's mistake.
     let console_socket = match (&req.console_socket, plan.process.terminal) {
-        (Some(path), true) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
-            |source| ContainerError::Io {
-                op: "connect console socket",
-                path: path.clone(),
-                source,
-            },
-        )?)),
+        (Some(path), true) => Some(super::connect_console(path)?),
         _ => None,
     };
 
@@ -184,8 +177,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
         Ok::<(), ContainerError>(())
     })();
     if let Err(e) = joined {
-        let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(stage1, None);
+        super::kill_and_reap(stage1);
         return Err(e);
     }
 

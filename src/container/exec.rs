@@ -1,8 +1,6 @@
 //! `exec`: a new process inside a running container, in its namespaces and cgroup, with the
 //! container's seccomp profile.
 
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use nix::sys::wait::waitpid;
@@ -56,13 +54,7 @@ pub fn exec(store: &Store, req: &ExecRequest) -> Result<Execed, ContainerError> 
         })
         .transpose()?;
     let console_socket = match (&req.console_socket, plan.terminal) {
-        (Some(path), true) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
-            |source| ContainerError::Io {
-                op: "connect console socket",
-                path: path.clone(),
-                source,
-            },
-        )?)),
+        (Some(path), true) => Some(super::connect_console(path)?),
         _ => None,
     };
     super::create::set_subreaper()?;
@@ -81,8 +73,7 @@ pub fn exec(store: &Store, req: &ExecRequest) -> Result<Execed, ContainerError> 
         Ok::<(), ContainerError>(())
     })();
     if let Err(e) = joined {
-        let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(stage1, None);
+        super::kill_and_reap(stage1);
         return Err(e);
     }
     let mut pid = None;

@@ -151,6 +151,23 @@ fn observe(record: &ContainerRecord, dir: &std::path::Path) -> Status {
     )
 }
 
+/// Kills a child that husk forked and reaps it (a setup step failed).
+fn kill_and_reap(pid: nix::unistd::Pid) {
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+}
+
+/// Connects to the engine's console socket, which will receive the pty master.
+fn connect_console(path: &std::path::Path) -> Result<std::os::fd::OwnedFd, ContainerError> {
+    std::os::unix::net::UnixStream::connect(path)
+        .map(std::os::fd::OwnedFd::from)
+        .map_err(|source| ContainerError::Io {
+            op: "connect console socket",
+            path: path.to_owned(),
+            source,
+        })
+}
+
 /// The cgroup manager for a container, from what was recorded at create.
 pub fn cgroup_manager(record: &ContainerRecord) -> Result<Box<dyn CgroupManager>, CgroupError> {
     manager_for(

@@ -522,20 +522,33 @@ pub fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     chdir("/").map_err(err)
 }
 
-/// Step 5 (after pivot): masked paths disappear, read-only paths become read-only.
-pub fn mask_paths(masked: &[PathBuf]) -> Result<(), RootfsError> {
-    let root = open_root(Path::new("/")).map_err(|source| RootfsError::OpenRoot {
+/// The container's `/`, after pivot_root.
+fn open_new_root() -> Result<OwnedFd, RootfsError> {
+    open_root(Path::new("/")).map_err(|source| RootfsError::OpenRoot {
         path: "/".into(),
         source,
-    })?;
+    })
+}
+
+/// A path inside the root, or None when it does not exist (masked and read-only paths may be
+/// absent from an image).
+fn open_if_exists(root: &OwnedFd, path: &Path) -> Result<Option<OwnedFd>, RootfsError> {
+    match open_in_root(root, path, Create::Nothing) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(InRootError::Open {
+            source: Errno::ENOENT,
+            ..
+        }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Step 5 (after pivot): masked paths disappear, read-only paths become read-only.
+pub fn mask_paths(masked: &[PathBuf]) -> Result<(), RootfsError> {
+    let root = open_new_root()?;
     for path in masked {
-        let target = match open_in_root(&root, path, Create::Nothing) {
-            Ok(fd) => fd,
-            Err(InRootError::Open {
-                source: Errno::ENOENT,
-                ..
-            }) => continue,
-            Err(e) => return Err(e.into()),
+        let Some(target) = open_if_exists(&root, path)? else {
+            continue;
         };
         let fdp = fd_path(&target);
         if fdp.is_dir() {
@@ -562,18 +575,10 @@ pub fn mask_paths(masked: &[PathBuf]) -> Result<(), RootfsError> {
 }
 
 pub fn readonly_paths(paths: &[PathBuf]) -> Result<(), RootfsError> {
-    let root = open_root(Path::new("/")).map_err(|source| RootfsError::OpenRoot {
-        path: "/".into(),
-        source,
-    })?;
+    let root = open_new_root()?;
     for path in paths {
-        let target = match open_in_root(&root, path, Create::Nothing) {
-            Ok(fd) => fd,
-            Err(InRootError::Open {
-                source: Errno::ENOENT,
-                ..
-            }) => continue,
-            Err(e) => return Err(e.into()),
+        let Some(target) = open_if_exists(&root, path)? else {
+            continue;
         };
         mnt(
             "readonly bind",
@@ -589,10 +594,7 @@ pub fn readonly_paths(paths: &[PathBuf]) -> Result<(), RootfsError> {
 }
 
 pub fn readonly_root() -> Result<(), RootfsError> {
-    let root = open_root(Path::new("/")).map_err(|source| RootfsError::OpenRoot {
-        path: "/".into(),
-        source,
-    })?;
+    let root = open_new_root()?;
     remount(&root, Path::new("/"), MsFlags::MS_RDONLY)
 }
 
@@ -603,10 +605,7 @@ pub fn write_file(path: &Path, value: &str) -> Result<(), std::io::Error> {
 
 /// Binds the console pty slave over /dev/console (created as an empty file if missing).
 pub fn bind_console(slave_path: &Path) -> Result<(), RootfsError> {
-    let root = open_root(Path::new("/")).map_err(|source| RootfsError::OpenRoot {
-        path: "/".into(),
-        source,
-    })?;
+    let root = open_new_root()?;
     bind(
         &root,
         slave_path,
