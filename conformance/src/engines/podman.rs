@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 
 use crate::engines::image::{self, IMAGE};
@@ -24,6 +25,50 @@ use crate::runtime::runtime_path;
 use crate::sandbox::base_dir;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Dirs podman 4.3 makes outside its `--root`/`--runroot`/`--tmpdir` whatever
+/// the config says: its network run dir and its blob-info cache.
+const SYSTEM_DIRS: [&str; 2] = ["/run/containers", "/var/lib/containers"];
+
+/// How many [`Podman`]s are alive, and which [`SYSTEM_DIRS`] existed before
+/// the first one (those are never removed).
+struct Live {
+    count: usize,
+    preexisting: Option<Vec<bool>>,
+}
+
+static LIVE: Mutex<Live> = Mutex::new(Live {
+    count: 0,
+    preexisting: None,
+});
+
+fn live() -> MutexGuard<'static, Live> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn enter() {
+    let mut live = live();
+    if live.preexisting.is_none() {
+        live.preexisting = Some(SYSTEM_DIRS.iter().map(|d| Path::new(d).exists()).collect());
+    }
+    live.count += 1;
+}
+
+/// When the last podman goes, removes the system dirs podman made (they hold
+/// only its empty network run dir and a cache file).
+fn leave() {
+    let mut live = live();
+    live.count = live.count.saturating_sub(1);
+    if live.count > 0 {
+        return;
+    }
+    let preexisting = live.preexisting.clone().unwrap_or_default();
+    for (dir, existed) in SYSTEM_DIRS.iter().zip(preexisting) {
+        if !existed {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
 
 /// podman's config for the tests. Root lacks CAP_SYS_RESOURCE here and the
 /// hard nofile limit is 20000: podman's default ulimits (1048576) would make
@@ -86,6 +131,7 @@ impl Podman {
         if let Err(e) = fs::write(&conf, containers_conf(&dir)) {
             panic!("write {}: {e}", conf.display());
         }
+        enter();
         let podman = Podman {
             podman: packages::path_of(&PODMAN[0]),
             runtime,
@@ -301,6 +347,7 @@ impl Podman {
 impl Drop for Podman {
     fn drop(&mut self) {
         let problems = self.cleanup();
+        leave();
         if !problems.is_empty() && !thread::panicking() {
             panic!("cleanup check: podman and the runtime left things behind: {problems:#?}");
         }

@@ -67,6 +67,18 @@ impl Ran {
         self
     }
 
+    /// Panics unless stderr contains `needle`, ignoring ASCII case.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr
+                .to_ascii_lowercase()
+                .contains(&needle.to_ascii_lowercase()),
+            "expected stderr to mention {needle:?}:\n{self}"
+        );
+        self
+    }
+
     /// Panics unless stderr is empty: the engine hands the runtime's stderr
     /// to the user, so a runtime that logs routine warnings there floods
     /// every command.
