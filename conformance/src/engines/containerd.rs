@@ -345,10 +345,11 @@ impl Containerd {
         let dir = self.dir.to_string_lossy().into_owned();
         let ns_flag = format!("-namespace {}", self.ns);
         found.extend(
-            scan::processes_after_grace(&self.dir, &[&dir, &ns_flag])
-                .into_iter()
-                .filter(|p| !self.is_daemon_line(p, daemon.as_deref()))
-                .map(|p| format!("process {p}")),
+            scan::processes_after_grace(&self.dir, &[&dir, &ns_flag], |p| {
+                self.is_daemon_line(p, daemon.as_deref())
+            })
+            .into_iter()
+            .map(|p| format!("process {p}")),
         );
         found
     }

@@ -290,7 +290,7 @@ impl Podman {
         let needles = self.needles(&ids);
         let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
         found.extend(
-            scan::processes_after_grace(&self.dir, &needles)
+            scan::processes_after_grace(&self.dir, &needles, |_| false)
                 .into_iter()
                 .map(|p| format!("process {p}")),
         );

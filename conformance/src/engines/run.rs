@@ -250,18 +250,30 @@ impl Cmd {
             .stderr(create(&stderr_path)?);
         let mut child =
             reaper::spawn_owned(&mut cmd).map_err(|e| format!("cannot run {command}: {e}"))?;
+        let started = Instant::now();
         let status = wait_child(&mut child, limit).map_err(|e| {
             format!(
                 "{command}: {e}; stderr so far:\n{}",
                 fs::read_to_string(&stderr_path).unwrap_or_default()
             )
         })?;
+        trace(&format!("{:?} exit {} {command}", started.elapsed(), exit_code(status)));
         Ok(Ran {
             command,
             code: exit_code(status),
             stdout: fs::read_to_string(&stdout_path).unwrap_or_default(),
             stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
         })
+    }
+}
+
+/// Set to `1` to print every engine command with its duration and exit code.
+pub const TRACE_ENV: &str = "HUSK_ENGINE_TRACE";
+
+/// Prints `line` on stderr when [`TRACE_ENV`] is `1`.
+pub fn trace(line: &str) {
+    if std::env::var(TRACE_ENV).is_ok_and(|v| v == "1") {
+        eprintln!("[engine] {line}");
     }
 }
 

@@ -54,11 +54,19 @@ fn is_zombie(pid: u32) -> bool {
         .is_some_and(|(state, _)| state == 'Z' || state == 'X')
 }
 
-/// Waits (up to 10 s) for [`processes`] to come back empty; returns what is left.
-pub fn processes_after_grace(dir: &Path, needles: &[&str]) -> Vec<String> {
+/// Waits (up to 10 s) for [`processes`], less those `ignore` accepts, to
+/// come back empty; returns what is left.
+pub fn processes_after_grace(
+    dir: &Path,
+    needles: &[&str],
+    ignore: impl Fn(&str) -> bool,
+) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let left = processes(dir, needles);
+        let left: Vec<String> = processes(dir, needles)
+            .into_iter()
+            .filter(|p| !ignore(p))
+            .collect();
         if left.is_empty() || Instant::now() > deadline {
             return left;
         }
