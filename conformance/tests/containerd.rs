@@ -11,9 +11,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use husk_conformance::engines::Containerd;
 use husk_conformance::engines::containerd::Mode;
 use husk_conformance::engines::image::IMAGE;
-use husk_conformance::engines::Containerd;
 use husk_conformance::wait_until;
 
 fn cgroup_file(controller: &str, cgroup: &str, file: &str) -> PathBuf {
@@ -34,12 +34,20 @@ fn read_trimmed(path: &Path) -> String {
 #[test]
 fn run_rm_echo_and_exit_codes() {
     let ctd = Containerd::start("echo");
-    ctd.run(&["run", "--rm", IMAGE, "echo", "echo", "hello from containerd"])
-        .assert_success()
-        .assert_stdout_eq("hello from containerd");
+    ctd.run(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "echo",
+        "echo",
+        "hello from containerd",
+    ])
+    .assert_success()
+    .assert_stdout_eq("hello from containerd");
     ctd.run(&["run", "--rm", IMAGE, "exit3", "sh", "-c", "exit 3"])
         .assert_code(3);
-    ctd.run(&["run", "--rm", IMAGE, "false", "false"]).assert_code(1);
+    ctd.run(&["run", "--rm", IMAGE, "false", "false"])
+        .assert_code(1);
     ctd.run(&["containers", "ls", "-q"])
         .assert_success()
         .assert_stdout_eq("");
@@ -52,9 +60,17 @@ fn run_rm_echo_and_exit_codes() {
 fn shim_descriptors_do_not_reach_the_container() {
     let ctd = Containerd::start("fds");
     // Two commands, so sh stays pid 1 instead of exec'ing ls.
-    ctd.run(&["run", "--rm", IMAGE, "fds", "sh", "-c", "ls /proc/1/fd; exit 0"])
-        .assert_success()
-        .assert_stdout_eq("0\n1\n2");
+    ctd.run(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "fds",
+        "sh",
+        "-c",
+        "ls /proc/1/fd; exit 0",
+    ])
+    .assert_success()
+    .assert_stdout_eq("0\n1\n2");
     ctd.assert_clean();
 }
 
@@ -71,7 +87,10 @@ fn run_tty_is_an_interactive_terminal() {
     let (code, shown) = term.wait();
     assert_eq!(code, 4, "ctr run -t exit code; terminal showed {shown:?}");
     assert!(shown.contains("/dev/pts/0"), "no tty name in {shown:?}");
-    assert!(shown.contains("33 101"), "window size not passed on: {shown:?}");
+    assert!(
+        shown.contains("33 101"),
+        "window size not passed on: {shown:?}"
+    );
     assert!(
         !shown.contains("level="),
         "runtime log lines reached the terminal: {shown:?}"
@@ -97,31 +116,68 @@ fn detached_task_lifecycle() {
         "no cgroup {cgroup}"
     );
 
-    ctd.run(&["task", "exec", "--exec-id", "e1", "t1", "sh", "-c", "echo in-exec; exit 7"])
-        .assert_code(7)
-        .assert_stdout_eq("in-exec");
-    wait_until("the task wrote /tmp/started", || {
-        ctd.run(&["task", "exec", "--exec-id", "e2", "t1", "cat", "/tmp/started"])
-            .stdout
-            .contains("started")
-    });
-    ctd.run_stdin(&["task", "exec", "--exec-id", "e3", "t1", "tr", "a-z", "A-Z"], "piped\n")
-        .assert_success()
-        .assert_stdout_eq("PIPED");
     ctd.run(&[
-        "task", "exec", "--exec-id", "e4", "--user", "1000", "--cwd", "/tmp", "t1", "sh", "-c",
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "t1",
+        "sh",
+        "-c",
+        "echo in-exec; exit 7",
+    ])
+    .assert_code(7)
+    .assert_stdout_eq("in-exec");
+    wait_until("the task wrote /tmp/started", || {
+        ctd.run(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e2",
+            "t1",
+            "cat",
+            "/tmp/started",
+        ])
+        .stdout
+        .contains("started")
+    });
+    ctd.run_stdin(
+        &["task", "exec", "--exec-id", "e3", "t1", "tr", "a-z", "A-Z"],
+        "piped\n",
+    )
+    .assert_success()
+    .assert_stdout_eq("PIPED");
+    ctd.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e4",
+        "--user",
+        "1000",
+        "--cwd",
+        "/tmp",
+        "t1",
+        "sh",
+        "-c",
         "id -u; pwd",
     ])
     .assert_success()
     .assert_stdout_eq("1000\n/tmp");
 
-    let mut term = ctd.pty(&["task", "exec", "-t", "--exec-id", "e5", "t1", "sh"], 24, 80);
+    let mut term = ctd.pty(
+        &["task", "exec", "-t", "--exec-id", "e5", "t1", "sh"],
+        24,
+        80,
+    );
     term.read_until("# ");
     term.write("tty; echo exec-$((2*21))\n");
     term.read_until("exec-42");
     term.write("exit 2\n");
     let (code, shown) = term.wait();
-    assert_eq!(code, 2, "ctr task exec -t exit code; terminal showed {shown:?}");
+    assert_eq!(
+        code, 2,
+        "ctr task exec -t exit code; terminal showed {shown:?}"
+    );
     assert!(shown.contains("/dev/pts/"), "exec -t has no tty: {shown:?}");
 
     let ps = ctd.run(&["task", "ps", "t1"]);
@@ -160,8 +216,16 @@ fn detached_task_lifecycle() {
 #[test]
 fn kill_all_reaches_every_process() {
     let ctd = Containerd::start("kill-all");
-    ctd.run(&["run", "-d", IMAGE, "ka", "sh", "-c", "sleep 1000 & sleep 1000 & wait"])
-        .assert_success();
+    ctd.run(&[
+        "run",
+        "-d",
+        IMAGE,
+        "ka",
+        "sh",
+        "-c",
+        "sleep 1000 & sleep 1000 & wait",
+    ])
+    .assert_success();
     ctd.wait_task_status("ka", "RUNNING");
     wait_until("both sleeps run", || {
         ctd.run(&["task", "ps", "ka"]).stdout_lines().len() >= 4
@@ -180,21 +244,44 @@ fn kill_all_reaches_every_process() {
 fn memory_limit_is_enforced() {
     let ctd = Containerd::start("memory");
     let limit = "67108864";
-    ctd.run(&["run", "-d", "--memory-limit", limit, IMAGE, "lim", "sleep", "1000"])
-        .assert_success();
+    ctd.run(&[
+        "run",
+        "-d",
+        "--memory-limit",
+        limit,
+        IMAGE,
+        "lim",
+        "sleep",
+        "1000",
+    ])
+    .assert_success();
     ctd.wait_task_status("lim", "RUNNING");
     assert_eq!(
-        read_trimmed(&cgroup_file("memory", &ctd.container_cgroup("lim"), "memory.limit_in_bytes")),
+        read_trimmed(&cgroup_file(
+            "memory",
+            &ctd.container_cgroup("lim"),
+            "memory.limit_in_bytes"
+        )),
         limit
     );
-    ctd.run(&["task", "kill", "--signal", "KILL", "lim"]).assert_success();
+    ctd.run(&["task", "kill", "--signal", "KILL", "lim"])
+        .assert_success();
     ctd.wait_task_status("lim", "STOPPED");
     ctd.run(&["task", "delete", "lim"]).assert_success();
     ctd.run(&["containers", "rm", "lim"]).assert_success();
 
     ctd.run(&[
-        "run", "--rm", "--memory-limit", limit, IMAGE, "oom", "dd", "if=/dev/zero",
-        "of=/dev/null", "bs=128M", "count=1",
+        "run",
+        "--rm",
+        "--memory-limit",
+        limit,
+        IMAGE,
+        "oom",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=128M",
+        "count=1",
     ])
     .assert_code(137);
     ctd.assert_clean();
@@ -206,8 +293,16 @@ fn memory_limit_is_enforced() {
 #[test]
 fn task_metrics_report_cgroup_usage() {
     let ctd = Containerd::start_in("metrics", Mode::PrivateMountsWithHugetlb);
-    ctd.run(&["run", "-d", IMAGE, "m1", "sh", "-c", "while :; do sleep 1; done"])
-        .assert_success();
+    ctd.run(&[
+        "run",
+        "-d",
+        IMAGE,
+        "m1",
+        "sh",
+        "-c",
+        "while :; do sleep 1; done",
+    ])
+    .assert_success();
     ctd.wait_task_status("m1", "RUNNING");
     let out = ctd.run(&["task", "metrics", "--format", "json", "m1"]);
     out.assert_success();
@@ -217,7 +312,8 @@ fn task_metrics_report_cgroup_usage() {
     assert!(pids >= 1, "no pids in the metrics:\n{out}");
     let usage = metrics["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
     assert!(usage > 0, "no memory usage in the metrics:\n{out}");
-    ctd.run(&["task", "kill", "--signal", "KILL", "m1"]).assert_success();
+    ctd.run(&["task", "kill", "--signal", "KILL", "m1"])
+        .assert_success();
     ctd.wait_task_status("m1", "STOPPED");
     ctd.run(&["task", "delete", "m1"]).assert_success();
     ctd.run(&["containers", "rm", "m1"]).assert_success();

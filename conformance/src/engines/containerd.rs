@@ -182,8 +182,8 @@ impl Containerd {
             Err(e) => panic!("dup {}: {e}", log_path.display()),
         };
         cmd.stderr(log);
-        let child =
-            reaper::spawn_owned(&mut cmd).unwrap_or_else(|e| panic!("cannot start containerd: {e}"));
+        let child = reaper::spawn_owned(&mut cmd)
+            .unwrap_or_else(|e| panic!("cannot start containerd: {e}"));
         self.daemon = Some(child);
         let sock = self.socket();
         wait_until("containerd answers on its socket", || {

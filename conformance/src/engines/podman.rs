@@ -312,7 +312,9 @@ impl Podman {
 
     fn cleanup(&mut self) -> Vec<String> {
         let ids = self.known_ids();
-        let _ = self.cmd(&["rm", "--all", "--force", "--time", "0"]).try_run();
+        let _ = self
+            .cmd(&["rm", "--all", "--force", "--time", "0"])
+            .try_run();
         let problems = self.leftovers();
         // Remove by hand what is left, so one bad test cannot poison others.
         let needles = self.needles(&ids);

@@ -51,7 +51,12 @@ fn open_pair(rows: u16, cols: u16) -> std::io::Result<(File, File)> {
     // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated string.
     let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
     // SAFETY: open with a valid C string; returns a new descriptor or -1.
-    let slave = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let slave = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if slave < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -189,8 +194,9 @@ impl PtySession {
                 Err(e) => panic!("wait for {}: {e}", self.command),
             }
         }
-        let status = wait_child(&mut child, Duration::from_millis(1))
-            .unwrap_or_else(|e| panic!("{}: {e}; terminal showed {:?}", self.command, self.output()));
+        let status = wait_child(&mut child, Duration::from_millis(1)).unwrap_or_else(|e| {
+            panic!("{}: {e}; terminal showed {:?}", self.command, self.output())
+        });
         // Whatever is still buffered on the master.
         while matches!(self.read_some(Duration::from_millis(50)), Ok(n) if n > 0) {}
         (exit_code(status), self.output())

@@ -257,7 +257,11 @@ impl Cmd {
                 fs::read_to_string(&stderr_path).unwrap_or_default()
             )
         })?;
-        trace(&format!("{:?} exit {} {command}", started.elapsed(), exit_code(status)));
+        trace(&format!(
+            "{:?} exit {} {command}",
+            started.elapsed(),
+            exit_code(status)
+        ));
         Ok(Ran {
             command,
             code: exit_code(status),
@@ -279,10 +283,7 @@ pub fn trace(line: &str) {
 
 /// Waits for an owned child (spawned with [`reaper::spawn_owned`]), killing
 /// it after `limit`; releases it from the reaper's owned set either way.
-pub fn wait_child(
-    child: &mut Child,
-    limit: Duration,
-) -> Result<std::process::ExitStatus, String> {
+pub fn wait_child(child: &mut Child, limit: Duration) -> Result<std::process::ExitStatus, String> {
     let deadline = Instant::now() + limit;
     let result = loop {
         match child.try_wait() {

@@ -37,9 +37,7 @@ pub fn processes(dir: &Path, needles: &[&str]) -> Vec<String> {
         let below = |link: &str| {
             fs::read_link(format!("/proc/{pid}/{link}")).is_ok_and(|p| p.starts_with(dir))
         };
-        let mentions = needles
-            .iter()
-            .any(|n| !n.is_empty() && cmdline.contains(n));
+        let mentions = needles.iter().any(|n| !n.is_empty() && cmdline.contains(n));
         if mentions || below("root") || below("cwd") {
             found.push(format!("{pid} {}", cmdline.trim()));
         }
