@@ -30,6 +30,25 @@ fn read_trimmed(path: &Path) -> String {
         .to_string()
 }
 
+/// Files below `dir` whose name or content mentions `needle`.
+fn files_mentioning(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if path.to_string_lossy().contains(needle)
+                || fs::read_to_string(&path).is_ok_and(|text| text.contains(needle))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// Waits until `podman logs NAME` contains `needle`.
 #[track_caller]
 fn wait_logs(pm: &Podman, name: &str, needle: &str) {
@@ -617,9 +636,17 @@ fn port_forward_reaches_httpd_in_a_throwaway_netns() {
     });
     assert_eq!(page, PAGE);
 
+    let id = pm.id_of("web");
     pm.run(&["rm", "--force", "--time", "0", "web"])
         .assert_success()
         .assert_stderr_empty();
+    // The network state (leases, records) lives under the runtime's root.
+    let net_state = pm.runtime_state(&id).with_file_name("net");
+    let mentions = files_mentioning(&net_state, &id);
+    assert!(
+        mentions.is_empty(),
+        "network state of {id} left after rm: {mentions:?}"
+    );
     let links = netns.ip(&["-br", "link", "show"]);
     assert!(
         links.lines().all(|l| l.starts_with("lo ")),
