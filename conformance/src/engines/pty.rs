@@ -189,7 +189,16 @@ impl PtySession {
             let _ = self.read_some(Duration::from_millis(20));
             match child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() > deadline => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    reaper::release(&child);
+                    panic!(
+                        "{} did not exit within {HANG_GUARD:?}; terminal showed {:?}",
+                        self.command,
+                        self.output()
+                    );
+                }
                 Ok(None) => {}
                 Err(e) => panic!("wait for {}: {e}", self.command),
             }
