@@ -176,7 +176,7 @@ impl Containerd {
                 c
             }
         };
-        cmd.stdin(Stdio::null());
+        cmd.stdin(Stdio::null()).current_dir(&self.dir);
         match log.try_clone() {
             Ok(copy) => cmd.stdout(copy),
             Err(e) => panic!("dup {}: {e}", log_path.display()),
@@ -240,6 +240,7 @@ impl Containerd {
     /// `task exec` gets the fifo dir.
     pub fn cmd(&self, args: &[&str]) -> Cmd {
         let mut cmd = Cmd::new(&self.ctr, &self.dir.join("out"))
+            .current_dir(&self.dir)
             .arg("--address")
             .arg(self.socket())
             .args(["-n", &self.ns]);

@@ -161,6 +161,7 @@ impl Podman {
     pub fn cmd(&self, args: &[&str]) -> Cmd {
         let dir = |sub: &str| self.dir.join(sub);
         let mut cmd = Cmd::new(&self.podman, &self.dir.join("out"))
+            .current_dir(&self.dir)
             .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .arg("--root")
             .arg(dir("storage"))

@@ -136,6 +136,7 @@ pub struct Cmd {
     env: Vec<(OsString, OsString)>,
     stdin: Option<Vec<u8>>,
     netns: Option<PathBuf>,
+    cwd: Option<PathBuf>,
     out_dir: PathBuf,
 }
 
@@ -148,6 +149,7 @@ impl Cmd {
             env: Vec::new(),
             stdin: None,
             netns: None,
+            cwd: None,
             out_dir: out_dir.to_path_buf(),
         }
     }
@@ -187,6 +189,13 @@ impl Cmd {
         self
     }
 
+    /// Runs the command in `dir` (engines' helpers may write files to
+    /// their working directory: conmon writes `oom` there).
+    pub fn current_dir(mut self, dir: &Path) -> Cmd {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn command_line(&self) -> String {
         let mut words: Vec<String> = Vec::new();
         if let Some(ns) = &self.netns {
@@ -211,6 +220,9 @@ impl Cmd {
         };
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         cmd
     }
 
