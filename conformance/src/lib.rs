@@ -14,6 +14,7 @@
 pub mod command;
 pub mod config;
 pub mod console;
+pub mod engines;
 pub mod mountinfo;
 pub mod netns;
 pub mod networld;
