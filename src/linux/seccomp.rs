@@ -242,7 +242,7 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> {
     let abis = foreign_abis(spec.architectures().as_deref().unwrap_or_default());
     let flags = filter_flags(spec.flags().as_deref().unwrap_or_default())?;
     if spec.listener_path().is_some() {
-        log::warn!("seccomp listenerPath is set but no action uses it; ignored");
+        log::debug!("seccomp listenerPath is set but no action uses it; ignored");
     }
     let syscalls = rules(spec)?;
     let program = assemble(default, abis, &syscalls)?;
@@ -256,7 +256,7 @@ fn foreign_abis(archs: &[Arch]) -> ForeignAbis {
             Arch::ScmpArchNative | Arch::ScmpArchX86_64 => {}
             Arch::ScmpArchX86 => abis.x86 = true,
             Arch::ScmpArchX32 => abis.x32 = true,
-            other => log::warn!("seccomp architecture {other} cannot occur on x86_64; ignored"),
+            other => log::debug!("seccomp architecture {other} cannot occur on x86_64; ignored"),
         }
     }
     abis
@@ -320,7 +320,7 @@ fn rules(spec: &LinuxSeccomp) -> Result<Vec<SyscallRules>, SeccompError> {
                 });
             }
             let Some(nr) = syscall_table::number(name).and_then(|nr| u32::try_from(nr).ok()) else {
-                log::warn!("seccomp {field}: syscall {name} is unknown on x86_64; skipped");
+                log::debug!("seccomp {field}: syscall {name} is unknown on x86_64; skipped");
                 continue;
             };
             let i = *slot.entry(nr).or_insert_with(|| {
@@ -335,7 +335,7 @@ fn rules(spec: &LinuxSeccomp) -> Result<Vec<SyscallRules>, SeccompError> {
             if alternatives.is_empty() {
                 match rules.unconditional {
                     None => rules.unconditional = Some(action),
-                    Some(first) if first != action => log::warn!(
+                    Some(first) if first != action => log::debug!(
                         "seccomp {field}: syscall {name} already has action {first:?}; \
                          {action:?} ignored"
                     ),

@@ -53,8 +53,10 @@ pub enum InitError {
     },
     #[error("exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
-    #[error("exec: {0:?}: no such executable file")]
+    #[error("exec: {0:?}: stat {0}: no such file or directory")]
     NoExecutable(String),
+    #[error("exec: {0:?}: permission denied")]
+    NotExecutable(String),
     #[error("argument contains a NUL byte: {0:?}")]
     Nul(String),
 }
@@ -286,11 +288,13 @@ fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if arg0.contains('/') {
+        // runc's wording: engines map "no such file or directory" to 127 and "permission
+        // denied" to 126.
         let path = PathBuf::from(arg0);
-        return if executable(&path) {
-            Ok(path)
-        } else {
-            Err(InitError::NoExecutable(arg0.to_owned()))
+        return match std::fs::metadata(&path) {
+            Err(_) => Err(InitError::NoExecutable(arg0.to_owned())),
+            Ok(_) if !executable(&path) => Err(InitError::NotExecutable(arg0.to_owned())),
+            Ok(_) => Ok(path),
         };
     }
     let path = env

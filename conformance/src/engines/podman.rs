@@ -68,6 +68,23 @@ fn leave() {
             let _ = fs::remove_dir_all(dir);
         }
     }
+    // podman passes no --root (and its cleanup path would not pass one), so the runtime used
+    // its default /run/husk: remove what is left there only if it is empty. rmdir, never a
+    // recursive remove, so real state is never touched.
+    if let Ok(bridges) = fs::read_dir("/run/husk/net/ipam") {
+        for b in bridges.flatten() {
+            let _ = fs::remove_dir(b.path());
+        }
+    }
+    for dir in [
+        "/run/husk/net/ipam",
+        "/run/husk/net/dns",
+        "/run/husk/net/hooks",
+        "/run/husk/net",
+        "/run/husk",
+    ] {
+        let _ = fs::remove_dir(dir);
+    }
 }
 
 /// podman's config for the tests. Root lacks CAP_SYS_RESOURCE here and the

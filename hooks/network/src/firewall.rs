@@ -18,6 +18,16 @@ use std::process::{Command, Stdio};
 
 use crate::annotations::{PortMapping, Protocol};
 
+/// nft by absolute path: engines run `delete` with no PATH at all (podman does), and a bare
+/// name would then be looked up only in /bin and /usr/bin.
+fn nft_binary() -> std::path::PathBuf {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("nft"))
+}
+
 pub const TABLE: &str = "husk";
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +142,7 @@ pub fn bridge_delete_command(bridge: &str) -> String {
 
 /// Run one batch. Ok(Err(stderr)) when nft ran and refused it.
 fn nft(script: &str) -> Result<Result<(), String>, FirewallError> {
-    let mut child = Command::new("nft")
+    let mut child = Command::new(nft_binary())
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -155,7 +165,7 @@ fn nft(script: &str) -> Result<Result<(), String>, FirewallError> {
 }
 
 fn table_exists() -> Result<bool, FirewallError> {
-    let status = Command::new("nft")
+    let status = Command::new(nft_binary())
         .args(["list", "table", "ip", TABLE])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -218,7 +228,7 @@ pub fn add_container(
 /// Where a host port is forwarded now, if anywhere.
 pub fn forward_target(p: &PortMapping) -> Result<Option<(Ipv4Addr, u16)>, FirewallError> {
     let (map, key, _) = port_element(p, Ipv4Addr::UNSPECIFIED);
-    let out = Command::new("nft")
+    let out = Command::new(nft_binary())
         .args(["get", "element", "ip", TABLE, map, &format!("{{ {key} }}")])
         .stderr(Stdio::null())
         .output()
