@@ -36,7 +36,7 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<ExitCode, CommandError> {
     let execed = container::exec(store, &req)?;
     match mask {
         None => Ok(0),
-        Some(mask) => wait::wait_for(&mask, execed.pid, execed.start_time),
+        Some(mask) => wait::wait_for(&mask, execed.pid, execed.start_time, None),
     }
 }
 

@@ -16,6 +16,7 @@ mod lifecycle;
 mod list;
 mod pause;
 mod ps;
+mod pty_proxy;
 mod run;
 mod spec;
 mod update;
