@@ -393,3 +393,30 @@ fn terminal_master_is_sent_to_the_console_socket() {
     pty.read_until("got:ping");
     sb.wait_status(&id, "stopped");
 }
+
+#[test]
+fn run_in_the_foreground_with_a_terminal_is_its_own_console() {
+    use husk_conformance::engines::pty::PtySession;
+    use husk_conformance::engines::run::Cmd;
+    let sb = Sandbox::new("foreground-tty");
+    let id = sb.new_id();
+    sb.register(&id);
+    sb.write_config(
+        &Config::runc_spec()
+            .terminal(true)
+            .sh("tty; stty size; read x; echo got:$x; exit 5"),
+    );
+    let cmd = Cmd::new(husk_conformance::runtime::runtime_path(), sb.dir())
+        .arg("--root")
+        .arg(sb.root())
+        .args(["run", "--bundle"])
+        .arg(sb.bundle())
+        .arg(&id);
+    let mut session = PtySession::spawn(&cmd, 31, 97);
+    session.read_until("31 97");
+    session.write("hello\r");
+    let (code, out) = session.wait();
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("got:hello"), "{out}");
+}

@@ -18,19 +18,29 @@ nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, Winsize);
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
 
 fn sys(op: &str, source: Errno) -> CommandError {
-    CommandError::Container(ContainerError::Sys { op: op.to_owned(), source })
+    CommandError::Container(ContainerError::Sys {
+        op: op.to_owned(),
+        source,
+    })
 }
 
 /// Accepts the connection husk's own create made and takes the pty master it carries.
 pub fn receive_master(listener: &UnixListener) -> Result<OwnedFd, CommandError> {
-    let (stream, _) = listener
-        .accept()
-        .map_err(|source| CommandError::Io { op: "accept console connection on", path: "console socket".into(), source })?;
+    let (stream, _) = listener.accept().map_err(|source| CommandError::Io {
+        op: "accept console connection on",
+        path: "console socket".into(),
+        source,
+    })?;
     let mut buf = [0u8; 256];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| sys("receive pty master", e))?;
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| sys("receive pty master", e))?;
     for cmsg in msg.cmsgs().map_err(|e| sys("read pty master message", e))? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg
             && let Some(fd) = fds.first()
@@ -39,7 +49,10 @@ pub fn receive_master(listener: &UnixListener) -> Result<OwnedFd, CommandError> 
             return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
         }
     }
-    Err(sys("receive pty master (no fd in the message)", Errno::EPROTO))
+    Err(sys(
+        "receive pty master (no fd in the message)",
+        Errno::EPROTO,
+    ))
 }
 
 /// Restores the caller's terminal settings when dropped.
@@ -68,7 +81,12 @@ impl PtyProxy {
             termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &raw).ok()?;
             Some(RawMode { saved })
         });
-        let proxy = PtyProxy { master, stdin_open: true, master_open: true, _raw: raw };
+        let proxy = PtyProxy {
+            master,
+            stdin_open: true,
+            master_open: true,
+            _raw: raw,
+        };
         proxy.resize();
         proxy
     }
@@ -79,7 +97,12 @@ impl PtyProxy {
 
     /// Gives the container's terminal the caller's window size (if the caller has a terminal).
     pub fn resize(&self) {
-        let mut ws = Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+        let mut ws = Winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCGWINSZ writes one Winsize into `ws`, which lives across the call.
         if unsafe { get_winsize(libc::STDIN_FILENO, &mut ws) }.is_ok() {
             // SAFETY: TIOCSWINSZ reads one Winsize from `ws`.
@@ -114,7 +137,10 @@ impl PtyProxy {
     /// What the container wrote just before it exited.
     pub fn drain(&mut self) {
         while self.master_open {
-            let mut fds = [nix::poll::PollFd::new(self.master.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let mut fds = [nix::poll::PollFd::new(
+                self.master.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
             if !matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0) {
                 break;
             }

@@ -21,8 +21,11 @@ pub fn run(store: &Store, a: &RunArgs, systemd_cgroup: bool) -> Result<ExitCode,
     let console = if !a.detach && req.console_socket.is_none() && wants_terminal(&req.bundle) {
         let path = store.root().join(format!(".{}.console", a.id));
         let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)
-            .map_err(|source| CommandError::Io { op: "listen on", path: path.clone(), source })?;
+        let listener = UnixListener::bind(&path).map_err(|source| CommandError::Io {
+            op: "listen on",
+            path: path.clone(),
+            source,
+        })?;
         req.console_socket = Some(path.clone());
         Some((listener, path))
     } else {
@@ -69,6 +72,9 @@ fn wants_terminal(bundle: &Path) -> bool {
     std::fs::read(bundle.join("config.json"))
         .ok()
         .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.pointer("/process/terminal").and_then(serde_json::Value::as_bool))
+        .and_then(|v| {
+            v.pointer("/process/terminal")
+                .and_then(serde_json::Value::as_bool)
+        })
         .unwrap_or(false)
 }
