@@ -183,3 +183,32 @@ fn exec_cap_adds_a_capability_in_runc_spelling() {
     let eff = u64::from_str_radix(&hex, 16).expect("CapEff hex");
     assert_ne!(eff & (1 << 21), 0, "CAP_SYS_ADMIN missing: {out}");
 }
+
+#[test]
+fn exec_joins_the_user_namespace_of_the_container() {
+    let sb = Sandbox::new("exec-userns");
+    let id = sb.new_id();
+    let config = sleeper()
+        .namespace("user")
+        .set(
+            "/linux/uidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+        )
+        .set(
+            "/linux/gidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+        )
+        .remove_mount("/sys/fs/cgroup");
+    sb.create_ok(&id, &config);
+    sb.start(&id).assert_success();
+    sb.wait_status(&id, "running");
+    let out = sb.runtime(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'",
+    ]);
+    out.assert_success();
+    assert_eq!(out.stdout_lines(), vec!["0", "0 100000 65536"], "{out}");
+}

@@ -232,3 +232,21 @@ fn pidfd_socket_receives_a_pidfd_of_init() {
         "{fdinfo}"
     );
 }
+
+#[test]
+fn domainname_without_a_uts_namespace_is_refused() {
+    if !husk_only("domainname_without_a_uts_namespace_is_refused") {
+        return;
+    }
+    let sb = Sandbox::new("domainname-no-uts");
+    let id = sb.new_id();
+    let config = Config::runc_spec()
+        .remove_namespace("uts")
+        .remove("/hostname")
+        .domainname("hc.example")
+        .sh("true");
+    sb.create(&id, &config, &[])
+        .assert_failure()
+        .assert_stderr_contains("domainname");
+    sb.assert_nothing_left(&id);
+}

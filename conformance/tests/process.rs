@@ -420,3 +420,15 @@ fn run_in_the_foreground_with_a_terminal_is_its_own_console() {
     assert!(out.contains("/dev/pts/"), "{out}");
     assert!(out.contains("got:hello"), "{out}");
 }
+
+#[test]
+fn relative_program_path_is_relative_to_cwd() {
+    let sb = Sandbox::new("relative-program");
+    let out = sb.run(
+        &Config::runc_spec()
+            .cwd("/bin")
+            .args(&["./echo", "from-cwd"]),
+    );
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "from-cwd", "{out}");
+}

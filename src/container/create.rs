@@ -225,7 +225,8 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
         }
     })();
     if !stage1_reaped {
-        let _ = waitpid(stage1, None);
+        // stage-1 may still wait for us on the channel: it must not be waited for blindly.
+        super::kill_and_reap(stage1);
     }
     if let Err(ContainerError::InitVanished) = outcome {
         let ooms = rb

@@ -7,9 +7,9 @@ use nix::sys::wait::waitpid;
 use oci_spec::runtime::Process;
 
 use super::{Container, ContainerError, Status};
-use crate::linux::{procfs, seccomp};
+use crate::linux::{procfs, seccomp, signals};
 use crate::process::channel::{ChannelError, ToChild, ToParent};
-use crate::process::exec::{ExecContext, fork_exec};
+use crate::process::exec::{ExecContext, fork_exec, namespaces_to_join};
 use crate::spec::{SpecError, plan_exec_process};
 use crate::state::Store;
 
@@ -58,10 +58,19 @@ pub fn exec(store: &Store, req: &ExecRequest) -> Result<Execed, ContainerError> 
         _ => None,
     };
     super::create::set_subreaper()?;
+    // Pin init, then read which of its namespaces to join; a recycled pid is caught by the
+    // start time check before and after.
+    let init_pidfd = signals::pidfd_for(c.record.pid, c.record.start_time)
+        .map_err(|_| ContainerError::ExecStopped)?;
+    let join = namespaces_to_join(c.record.pid)?;
+    if !c.init_alive() {
+        return Err(ContainerError::ExecStopped);
+    }
     let ctx = ExecContext {
         process: &plan,
         seccomp: filter.as_ref(),
-        init_pid: c.record.pid,
+        init_pidfd,
+        join,
         console_socket,
         preserve_fds: req.preserve_fds,
     };
@@ -98,7 +107,8 @@ pub fn exec(store: &Store, req: &ExecRequest) -> Result<Execed, ContainerError> 
         }
     };
     if pid.is_none() {
-        let _ = waitpid(stage1, None);
+        // stage-1 may still wait for us on the channel: it must not be waited for blindly.
+        super::kill_and_reap(stage1);
     }
     if let Err(e) = outcome {
         if let Some(p) = pid {

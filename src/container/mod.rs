@@ -147,6 +147,7 @@ fn observe(record: &ContainerRecord, dir: &std::path::Path) -> Status {
             init_alive,
             fifo_present,
             frozen,
+            init_started: record.pid > 0,
         },
     )
 }

@@ -35,11 +35,16 @@ pub struct Observed {
     /// The exec fifo still exists: `start` has not consumed it.
     pub fifo_present: bool,
     pub frozen: bool,
+    /// An init pid was ever recorded.
+    pub init_started: bool,
 }
 
 pub fn derive(phase: Phase, seen: Observed) -> Status {
     match (phase, seen.init_alive) {
         (Phase::Creating, true) => Status::Creating,
+        // No init yet: `create` is still setting up (a create that died here is `delete
+        // --force`d).
+        (Phase::Creating, false) if !seen.init_started => Status::Creating,
         (_, false) => Status::Stopped,
         (Phase::Created, true) if seen.frozen => Status::Paused,
         (Phase::Created, true) if seen.fifo_present => Status::Created,
@@ -73,11 +78,17 @@ mod tests {
             init_alive,
             fifo_present,
             frozen,
+            init_started: true,
         }
     }
 
     #[test]
     fn derivation() {
+        let no_init = Observed {
+            init_started: false,
+            ..Observed::default()
+        };
+        assert_eq!(derive(Phase::Creating, no_init), Status::Creating);
         assert_eq!(
             derive(Phase::Creating, seen(true, true, false)),
             Status::Creating

@@ -118,7 +118,13 @@ fn open_in_root_depth(
                     for rest in &names[i + 1..] {
                         redirected.push(rest);
                     }
-                    return open_in_root_depth(root, &redirected, original, create, depth + 1);
+                    return open_in_root_depth(
+                        root,
+                        &clamp_to_root(&redirected),
+                        original,
+                        create,
+                        depth + 1,
+                    );
                 }
                 let created = if last && create == Create::File {
                     create_file(&parent, name.as_os_str())
@@ -153,6 +159,21 @@ fn open_in_root_depth(
         parent = fd;
     }
     Ok(parent)
+}
+
+/// Resolves `.` and `..` lexically, never above `/` (as RESOLVE_IN_ROOT treats them).
+fn clamp_to_root(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn create_file(dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<(), Errno> {
@@ -212,6 +233,17 @@ mod tests {
                 .is_dir()
         );
         assert!(root.join("etc/x").is_file());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn dangling_relative_symlinks_with_dotdot_are_followed_inside() {
+        let base = tempdir("dotdot");
+        std::fs::create_dir_all(base.join("var")).unwrap();
+        std::os::unix::fs::symlink("../run", base.join("var/run")).unwrap();
+        let rootfd = open_root(&base).unwrap();
+        open_in_root(&rootfd, Path::new("/var/run/secrets/x"), Create::Dir).unwrap();
+        assert!(base.join("run/secrets/x").is_dir());
         std::fs::remove_dir_all(&base).unwrap();
     }
 

@@ -483,7 +483,7 @@ fn make_device(root: &OwnedFd, node: &DeviceNode, in_user_ns: bool) -> Result<()
     .map_err(err)
 }
 
-/// Step 4: make the prepared root the process's `/`.
+/// Step 5: make the prepared root the process's `/`.
 pub fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     let err = |source| RootfsError::Pivot {
         path: rootfs.to_owned(),
@@ -543,9 +543,14 @@ fn open_if_exists(root: &OwnedFd, path: &Path) -> Result<Option<OwnedFd>, Rootfs
     }
 }
 
-/// Step 5 (after pivot): masked paths disappear, read-only paths become read-only.
-pub fn mask_paths(masked: &[PathBuf]) -> Result<(), RootfsError> {
-    let root = open_new_root()?;
+/// Step 4 (before pivot_root): masked paths disappear, read-only paths become read-only.
+/// Targets are resolved inside the root; the mask source is the host's /dev/null, never a
+/// path an image controls (its /dev/null could be a symlink to something writable).
+pub fn mask_paths(rootfs: &Path, masked: &[PathBuf]) -> Result<(), RootfsError> {
+    let root = open_root(rootfs).map_err(|source| RootfsError::OpenRoot {
+        path: rootfs.to_owned(),
+        source,
+    })?;
     for path in masked {
         let Some(target) = open_if_exists(&root, path)? else {
             continue;
@@ -574,8 +579,11 @@ pub fn mask_paths(masked: &[PathBuf]) -> Result<(), RootfsError> {
     Ok(())
 }
 
-pub fn readonly_paths(paths: &[PathBuf]) -> Result<(), RootfsError> {
-    let root = open_new_root()?;
+pub fn readonly_paths(rootfs: &Path, paths: &[PathBuf]) -> Result<(), RootfsError> {
+    let root = open_root(rootfs).map_err(|source| RootfsError::OpenRoot {
+        path: rootfs.to_owned(),
+        source,
+    })?;
     for path in paths {
         let Some(target) = open_if_exists(&root, path)? else {
             continue;
@@ -596,11 +604,6 @@ pub fn readonly_paths(paths: &[PathBuf]) -> Result<(), RootfsError> {
 pub fn readonly_root() -> Result<(), RootfsError> {
     let root = open_new_root()?;
     remount(&root, Path::new("/"), MsFlags::MS_RDONLY)
-}
-
-/// Writes a file the way `echo value > path` would (sysctl, oom_score_adj).
-pub fn write_file(path: &Path, value: &str) -> Result<(), std::io::Error> {
-    std::fs::write(path, value)
 }
 
 /// Binds the console pty slave over /dev/console (created as an empty file if missing).

@@ -69,7 +69,10 @@ pub fn pidfd_for(pid: i32, start_time: u64) -> Result<OwnedFd, SignalError> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is passed.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
-        return Err(SignalError::NoSuchProcess);
+        return match Errno::last() {
+            Errno::ESRCH => Err(SignalError::NoSuchProcess),
+            source => Err(SignalError::Send { pid, source }),
+        };
     }
     // SAFETY: the syscall returned a fresh fd that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };

@@ -2,8 +2,7 @@
 //! namespace of the container's init that differs from ours (user first), then forks the new
 //! process so it is born inside the container's pid namespace.
 
-use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -12,8 +11,8 @@ use nix::unistd::{ForkResult, Pid, fork};
 
 use super::channel::{Channel, ToChild, ToParent};
 use super::init::{InitError, launch};
-use super::spawn::{SpawnError, error_chain};
-use crate::linux::namespaces;
+use super::spawn::{SpawnError, error_chain, fork_reporting};
+use crate::linux::namespaces::NamespaceError;
 use crate::linux::seccomp::CompiledSeccomp;
 use crate::linux::tty;
 use crate::spec::ProcessPlan;
@@ -21,7 +20,11 @@ use crate::spec::ProcessPlan;
 pub struct ExecContext<'a> {
     pub process: &'a ProcessPlan,
     pub seccomp: Option<&'a CompiledSeccomp>,
-    pub init_pid: i32,
+    /// A pidfd of the container's init, taken after checking its start time: joining through
+    /// it reaches that process's namespaces even if the pid is recycled meanwhile.
+    pub init_pidfd: OwnedFd,
+    /// The namespaces of init that differ from ours (see [`namespaces_to_join`]).
+    pub join: CloneFlags,
     pub console_socket: Option<OwnedFd>,
     pub preserve_fds: u32,
 }
@@ -39,53 +42,41 @@ const KINDS: [(&str, CloneFlags); 8] = [
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// The container's namespaces that are not already ours.
-fn namespaces_of(pid: i32) -> Vec<(CloneFlags, PathBuf)> {
-    let inode = |p: &PathBuf| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
-    KINDS
-        .iter()
-        .filter_map(|(name, flag)| {
-            let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
-            let ours = PathBuf::from(format!("/proc/self/ns/{name}"));
-            let t = inode(&theirs)?;
-            (Some(t) != inode(&ours)).then_some((*flag, theirs))
-        })
-        .collect()
+/// The kinds of namespace in which `pid` differs from us. A namespace of the container that
+/// cannot be read is an error: skipping it would run the process on the host's side.
+pub fn namespaces_to_join(pid: i32) -> Result<CloneFlags, SpawnError> {
+    let inode = |p: &PathBuf| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    let mut flags = CloneFlags::empty();
+    for (name, flag) in KINDS {
+        let ours = PathBuf::from(format!("/proc/self/ns/{name}"));
+        let Ok(ours) = inode(&ours) else {
+            // The kernel lacks this kind of namespace (e.g. time before 5.6).
+            continue;
+        };
+        let path = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        let theirs = inode(&path)
+            .map_err(|source| SpawnError::Namespace(NamespaceError::Open { path, source }))?;
+        if theirs != ours {
+            flags |= flag;
+        }
+    }
+    Ok(flags)
 }
 
 pub fn fork_exec(ctx: &ExecContext) -> Result<(Pid, Channel), SpawnError> {
-    let joins = namespaces_of(ctx.init_pid);
-    let (parent_end, child_end) = Channel::pair()?;
-    // SAFETY: husk is single-threaded here, so the child may run arbitrary code after fork.
-    match unsafe { fork() }.map_err(SpawnError::Fork)? {
-        ForkResult::Parent { child } => {
-            drop(child_end);
-            Ok((child, parent_end))
-        }
-        ForkResult::Child => {
-            drop(parent_end);
-            let code = match stage1(ctx, &joins, &child_end) {
-                Ok(()) => 0,
-                Err(e) => {
-                    let _ = child_end.send(&ToParent::Failed(error_chain(&e)));
-                    1
-                }
-            };
-            // SAFETY: _exit skips destructors that belong to the parent.
-            unsafe { libc::_exit(code) }
-        }
-    }
+    fork_reporting(|chan| stage1(ctx, chan))
 }
 
-fn stage1(
-    ctx: &ExecContext,
-    joins: &[(CloneFlags, PathBuf)],
-    chan: &Channel,
-) -> Result<(), SpawnError> {
+fn stage1(ctx: &ExecContext, chan: &Channel) -> Result<(), SpawnError> {
     let _: ToChild = chan.recv()?;
-    let files: Vec<(CloneFlags, File, PathBuf)> = namespaces::open_all(joins)?;
-    for (flag, file, path) in &files {
-        namespaces::join(*flag, file, path)?;
+    // One setns through the pidfd joins them all at once, the user namespace first.
+    if !ctx.join.is_empty() {
+        nix::sched::setns(ctx.init_pidfd.as_fd(), ctx.join).map_err(|source| {
+            SpawnError::Namespace(NamespaceError::Join {
+                path: PathBuf::from("init pidfd"),
+                source,
+            })
+        })?;
     }
     // SAFETY: stage-1 is single-threaded (forked from a single-threaded husk).
     match unsafe { fork() }.map_err(SpawnError::Fork)? {

@@ -72,8 +72,8 @@ fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError {
 }
 
 /// Runs init to execve; on failure tells husk why and exits.
-pub fn run(ctx: &InitContext, chan: Channel) -> ! {
-    let err = match steps(ctx, &chan) {
+pub fn run(ctx: &InitContext, chan: &Channel) -> ! {
+    let err = match steps(ctx, chan) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -140,9 +140,9 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
         state_json.as_bytes(),
     )?;
 
+    rootfs::mask_paths(&ctx.rootfs, &plan.masked_paths)?;
+    rootfs::readonly_paths(&ctx.rootfs, &plan.readonly_paths)?;
     rootfs::enter_root(&ctx.rootfs, plan.no_pivot)?;
-    rootfs::mask_paths(&plan.masked_paths)?;
-    rootfs::readonly_paths(&plan.readonly_paths)?;
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).map_err(sys(format!("sethostname {h}")))?;
     }
@@ -190,7 +190,7 @@ pub fn launch(
     chan: &Channel,
     release: impl FnOnce() -> Result<(), InitError>,
 ) -> Result<std::convert::Infallible, InitError> {
-    let program = find_program(&process.args[0], &process.env)?;
+    let program = find_program(&process.args[0], &process.env, &process.cwd)?;
     if !Path::new(&process.cwd).exists() {
         std::fs::create_dir_all(&process.cwd)
             .map_err(io(format!("create cwd {}", process.cwd.display())))?;
@@ -199,6 +199,8 @@ pub fn launch(
     if let Some(mask) = process.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(mask));
     }
+    // Before any filter: a profile need not allow close_range.
+    prepare_fds(preserve_fds)?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
     let seccomp_early = !process.no_new_privileges;
     if seccomp_early && let Some(filter) = filter {
@@ -223,7 +225,6 @@ pub fn launch(
     if !seccomp_early && let Some(filter) = filter {
         seccomp::install(filter)?;
     }
-    prepare_fds(preserve_fds)?;
     reset_signals()?;
     let err = nix::unistd::execve(&program_c, &argv, &envp)
         .map_err(sys(format!("exec {}", program.display())));
@@ -283,14 +284,15 @@ fn set_domainname(name: &str) -> Result<(), InitError> {
 }
 
 /// Resolves args[0] like execvp would, but with the container's PATH.
-fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
+fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf, InitError> {
     let executable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if arg0.contains('/') {
         // runc's wording: engines map "no such file or directory" to 127 and "permission
         // denied" to 126.
-        let path = PathBuf::from(arg0);
+        // A relative path (./run.sh) is relative to the process's cwd, where execve runs it.
+        let path = cwd.join(arg0);
         return match std::fs::metadata(&path) {
             Err(_) => Err(InitError::NoExecutable(arg0.to_owned())),
             Ok(_) if !executable(&path) => Err(InitError::NotExecutable(arg0.to_owned())),
@@ -355,7 +357,8 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Only stdio and the preserved fds survive exec.
+/// Only stdio and the preserved fds survive exec. The fds are marked close-on-exec, not
+/// closed: husk's own (channel, fifo) are needed until exec.
 fn prepare_fds(preserve: u32) -> Result<(), InitError> {
     let first = 3 + preserve;
     for fd in 3..first {
@@ -371,9 +374,27 @@ fn prepare_fds(preserve: u32) -> Result<(), InitError> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    Errno::result(rc)
-        .map(drop)
-        .map_err(sys("mark fds close-on-exec"))
+    match Errno::result(rc) {
+        Ok(_) => Ok(()),
+        // Kernels before 5.11: mark each open fd from /proc.
+        Err(Errno::ENOSYS | Errno::EINVAL) => {
+            let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+                .map_err(io("list /proc/self/fd"))?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd >= first as i32)
+                .collect();
+            for fd in fds {
+                // SAFETY: F_SETFD on an fd number; a stale one just fails with EBADF.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+            Ok(())
+        }
+        Err(source) => Err(InitError::Sys {
+            op: "mark fds close-on-exec".into(),
+            source,
+        }),
+    }
 }
 
 /// The user process starts with default signal handling and an empty mask, whatever husk had

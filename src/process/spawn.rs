@@ -54,6 +54,14 @@ pub struct InitContext<'a> {
 /// Forks stage-1. It waits for [`ToChild::Proceed`] (sent once it is in its cgroup) before it
 /// touches a namespace. Returns its pid and husk's end of the channel.
 pub fn fork_stage1(ctx: &InitContext) -> Result<(Pid, Channel), SpawnError> {
+    fork_reporting(|chan| stage1(ctx, chan))
+}
+
+/// Forks a child that runs `body` with its end of a new channel; an error it returns is sent
+/// to husk as [`ToParent::Failed`] before the child exits.
+pub(crate) fn fork_reporting(
+    body: impl FnOnce(&Channel) -> Result<(), SpawnError>,
+) -> Result<(Pid, Channel), SpawnError> {
     let (parent_end, child_end) = Channel::pair()?;
     // SAFETY: husk is single-threaded here (no runtime, no helper threads have been started),
     // so the child may run arbitrary code after fork.
@@ -64,12 +72,10 @@ pub fn fork_stage1(ctx: &InitContext) -> Result<(Pid, Channel), SpawnError> {
         }
         ForkResult::Child => {
             drop(parent_end);
-            let code = match stage1(ctx, child_end) {
+            let code = match body(&child_end) {
                 Ok(()) => 0,
-                Err((chan, e)) => {
-                    if let Some(chan) = chan {
-                        let _ = chan.send(&ToParent::Failed(error_chain(&e)));
-                    }
+                Err(e) => {
+                    let _ = child_end.send(&ToParent::Failed(error_chain(&e)));
                     1
                 }
             };
@@ -79,27 +85,17 @@ pub fn fork_stage1(ctx: &InitContext) -> Result<(Pid, Channel), SpawnError> {
     }
 }
 
-type Stage1Error = (Option<Channel>, SpawnError);
-
-fn stage1(ctx: &InitContext, chan: Channel) -> Result<(), Stage1Error> {
-    macro_rules! try_ {
-        ($e:expr) => {
-            match $e {
-                Ok(v) => v,
-                Err(e) => return Err((Some(chan), e.into())),
-            }
-        };
-    }
-    let _: ToChild = try_!(chan.recv());
+fn stage1(ctx: &InitContext, chan: &Channel) -> Result<(), SpawnError> {
+    let _: ToChild = chan.recv()?;
     let ns = &ctx.plan.namespaces;
-    let joins = try_!(namespaces::open_all(&ns.join));
+    let joins = namespaces::open_all(&ns.join)?;
     for (flag, file, path) in &joins {
-        try_!(namespaces::join(*flag, file, path));
+        namespaces::join(*flag, file, path)?;
     }
     if ns.new_user {
-        try_!(namespaces::create(CloneFlags::CLONE_NEWUSER));
-        try_!(chan.send(&ToParent::WriteIdMaps));
-        let _: ToChild = try_!(chan.recv());
+        namespaces::create(CloneFlags::CLONE_NEWUSER)?;
+        chan.send(&ToParent::WriteIdMaps)?;
+        let _: ToChild = chan.recv()?;
     }
     if ns.new_user
         || joins
@@ -107,21 +103,16 @@ fn stage1(ctx: &InitContext, chan: Channel) -> Result<(), Stage1Error> {
             .any(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER)
     {
         // Inside the user namespace, become its root (when root is mapped) for what follows.
-        try_!(
-            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-                .map_err(SpawnError::SetId)
-        );
-        try_!(
-            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-                .map_err(SpawnError::SetId)
-        );
+        let root = (Gid::from_raw(0), Uid::from_raw(0));
+        nix::unistd::setresgid(root.0, root.0, root.0).map_err(SpawnError::SetId)?;
+        nix::unistd::setresuid(root.1, root.1, root.1).map_err(SpawnError::SetId)?;
     }
-    try_!(namespaces::create(ns.new));
-    try_!(namespaces::write_time_offsets(&ctx.plan.time_offsets));
+    namespaces::create(ns.new)?;
+    namespaces::write_time_offsets(&ctx.plan.time_offsets)?;
     // SAFETY: stage-1 is single-threaded (forked from a single-threaded husk).
-    match try_!(unsafe { fork() }.map_err(SpawnError::Fork)) {
+    match unsafe { fork() }.map_err(SpawnError::Fork)? {
         ForkResult::Parent { child } => {
-            try_!(chan.send(&ToParent::InitPid(child.as_raw())));
+            chan.send(&ToParent::InitPid(child.as_raw()))?;
             Ok(())
         }
         ForkResult::Child => init::run(ctx, chan),

@@ -206,6 +206,11 @@ pub fn build_plan(loaded: &LoadedBundle, opts: &PlanOptions) -> Result<Container
     {
         p.push("hostname: setting a hostname needs a new uts namespace");
     }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty())
+        && !namespaces.has(CloneFlags::CLONE_NEWUTS)
+    {
+        p.push("domainname: setting a domainname needs a new uts namespace");
+    }
     let sysctl: BTreeMap<String, String> = linux
         .sysctl()
         .clone()

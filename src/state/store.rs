@@ -187,7 +187,8 @@ impl Store {
     pub fn save(&self, record: &ContainerRecord) -> Result<(), StateError> {
         let dir = self.dir(&record.id);
         let path = dir.join(RECORD);
-        let tmp = dir.join(format!(".{RECORD}.tmp"));
+        // Our pid in the name: two writers never share a temp file.
+        let tmp = dir.join(format!(".{RECORD}.{}.tmp", std::process::id()));
         let write = || -> io::Result<()> {
             let mut file = OpenOptions::new()
                 .create(true)
