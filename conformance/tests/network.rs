@@ -765,3 +765,70 @@ fn dns_answer(query: &[u8], answer: Ipv4Addr) -> Option<(Vec<u8>, String, u16)> 
     }
     Some((response, labels.join("."), qtype))
 }
+
+#[test]
+fn runc_gets_the_same_network_through_the_standalone_hook() {
+    if !husk_only("runc_gets_the_same_network_through_the_standalone_hook") {
+        return;
+    }
+    let Ok(runc) = which("runc") else {
+        panic!("runc is not installed (apt-get install runc)");
+    };
+    let world = NetWorld::new("standalone");
+    let husk = husk_conformance::runtime::runtime_path()
+        .to_string_lossy()
+        .into_owned();
+    let state_dir = world.net_state_dir().to_string_lossy().into_owned();
+    let hook = |stage: &str| serde_json::json!({"path": husk, "args": ["husk", "hook", "network", stage, "--state-dir", state_dir]});
+    let config = networked(
+        "hn-runc",
+        "10.77.15.0/24",
+        "ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4; ip route | grep default; cat /etc/resolv.conf | grep nameserver",
+    )
+    .push("/hooks/createRuntime", hook("createRuntime"))
+    .push("/hooks/poststop", hook("poststop"));
+    let bundle = world.bundle(&config).to_string_lossy().into_owned();
+    let runc_root = world
+        .sandbox()
+        .dir()
+        .join("runc-root")
+        .to_string_lossy()
+        .into_owned();
+    let out = world.in_host(&[
+        &runc,
+        "--root",
+        &runc_root,
+        "run",
+        "--bundle",
+        &bundle,
+        "hc-standalone",
+    ]);
+    out.assert_success();
+    let lines = out.stdout_lines();
+    assert_eq!(lines.first().copied(), Some("10.77.15.2/24"), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("default via 10.77.15.1")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| *l == format!("nameserver {UPSTREAM_ADDR}")),
+        "{out}"
+    );
+    // `runc run` deleted the container, so poststop tore the network down.
+    world.assert_network_clean();
+}
+
+fn which(name: &str) -> Result<String, ()> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or(())
+}
