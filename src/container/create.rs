@@ -111,6 +111,7 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
         config: loaded.raw.clone(),
         cgroup_path: plan.cgroups_path.clone(),
         systemd_cgroup: req.systemd_cgroup,
+        cgroup2_mount: std::env::var_os(super::CGROUP2_MOUNT_ENV).map(PathBuf::from),
         network: None,
     };
     store.save(&record)?;
@@ -142,7 +143,12 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
     })?;
     let (rootfs, overlay) = overlay_dirs(&plan, &dir)?;
 
-    let cgroup = super::manager_for(plan.cgroups_path.as_deref(), &req.id, req.systemd_cgroup)?;
+    let cgroup = super::manager_for(
+        plan.cgroups_path.as_deref(),
+        &req.id,
+        req.systemd_cgroup,
+        record.cgroup2_mount.as_deref(),
+    )?;
     cgroup.create()?;
     let cgroup_binds = cgroup_binds(cgroup.as_ref());
     rb.cgroup = Some(cgroup);

@@ -175,15 +175,29 @@ pub fn cgroup_manager(record: &ContainerRecord) -> Result<Box<dyn CgroupManager>
         record.cgroup_path.as_deref(),
         &record.id,
         record.systemd_cgroup,
+        record.cgroup2_mount.as_deref(),
     )
 }
+
+/// Names a cgroup2 mount to use as a pure v2 host, whatever the host is. For testing the v2
+/// driver on v1/hybrid hosts (their /sys/fs/cgroup/unified); recorded at create, so later
+/// commands on the container use the same driver without it.
+pub const CGROUP2_MOUNT_ENV: &str = "HUSK_CGROUP2_MOUNT";
 
 pub fn manager_for(
     path: Option<&str>,
     id: &str,
     systemd: bool,
+    cgroup2_mount: Option<&std::path::Path>,
 ) -> Result<Box<dyn CgroupManager>, CgroupError> {
-    let hierarchy = cgroups::detect()?;
     let path = cgroups::resolve_path(path, id, systemd)?;
-    cgroups::manager(hierarchy, &path)
+    if let Some(mount) = cgroup2_mount {
+        // Controllers there belong to the host (or to v1): turn none on.
+        return Ok(cgroups::v2_manager_at(
+            mount,
+            &path,
+            cgroups::ControllerPolicy::Only(Vec::new()),
+        ));
+    }
+    cgroups::manager(cgroups::detect()?, &path)
 }

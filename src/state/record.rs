@@ -38,6 +38,9 @@ pub struct ContainerRecord {
     pub cgroup_path: Option<String>,
     #[serde(default)]
     pub systemd_cgroup: bool,
+    /// A cgroup2 mount used as a pure v2 host (see `container::CGROUP2_MOUNT_ENV`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup2_mount: Option<PathBuf>,
     /// What the built-in network hook built: the record, not the annotations, drives teardown.
     #[serde(default)]
     pub network: Option<husk_net::NetworkRecord>,
