@@ -2,20 +2,15 @@
 //! receives the pty master like an engine would, puts its own terminal in raw mode, and copies
 //! bytes both ways; window size changes follow the caller's terminal.
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
 use nix::errno::Errno;
-use nix::pty::Winsize;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::termios::{self, SetArg, Termios};
 
 use super::CommandError;
 use crate::container::ContainerError;
-
-nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, Winsize);
-nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
+use crate::linux::tty;
 
 fn sys(op: &str, source: Errno) -> CommandError {
     CommandError::Container(ContainerError::Sys {
@@ -31,28 +26,7 @@ pub fn receive_master(listener: &UnixListener) -> Result<OwnedFd, CommandError> 
         path: "console socket".into(),
         source,
     })?;
-    let mut buf = [0u8; 256];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| sys("receive pty master", e))?;
-    for cmsg in msg.cmsgs().map_err(|e| sys("read pty master message", e))? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg
-            && let Some(fd) = fds.first()
-        {
-            // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
-            return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-        }
-    }
-    Err(sys(
-        "receive pty master (no fd in the message)",
-        Errno::EPROTO,
-    ))
+    tty::receive_fd(&stream).map_err(|e| sys("receive pty master", e))
 }
 
 /// Restores the caller's terminal settings when dropped.
@@ -97,16 +71,8 @@ impl PtyProxy {
 
     /// Gives the container's terminal the caller's window size (if the caller has a terminal).
     pub fn resize(&self) {
-        let mut ws = Winsize {
-            ws_row: 0,
-            ws_col: 0,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCGWINSZ writes one Winsize into `ws`, which lives across the call.
-        if unsafe { get_winsize(libc::STDIN_FILENO, &mut ws) }.is_ok() {
-            // SAFETY: TIOCSWINSZ reads one Winsize from `ws`.
-            let _ = unsafe { set_winsize(self.master.as_raw_fd(), &ws) };
+        if let Some(ws) = tty::window_size(&std::io::stdin()) {
+            let _ = tty::set_window_size(&self.master, &ws);
         }
     }
 

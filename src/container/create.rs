@@ -357,14 +357,10 @@ fn send_pidfd(path: &Path, pid: i32, start_time: u64) -> Result<(), ContainerErr
 }
 
 pub(super) fn set_subreaper() -> Result<(), ContainerError> {
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    nix::errno::Errno::result(rc)
-        .map(drop)
-        .map_err(|source| ContainerError::Sys {
-            op: "become child subreaper".into(),
-            source,
-        })
+    crate::linux::process_attrs::set_child_subreaper().map_err(|source| ContainerError::Sys {
+        op: "become child subreaper".into(),
+        source,
+    })
 }
 
 /// Written to a temp file and renamed, so engines never read a partial pid.

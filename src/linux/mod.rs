@@ -4,6 +4,7 @@ pub mod capabilities;
 pub mod in_root;
 pub mod loopback;
 pub mod namespaces;
+pub mod process_attrs;
 pub mod procfs;
 pub mod rlimits;
 pub mod rootfs;

@@ -32,6 +32,48 @@ pub enum TtyError {
 }
 
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
+nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, Winsize);
+
+/// The window size of the terminal behind `fd`, if it is one.
+pub fn window_size(fd: &impl AsRawFd) -> Option<Winsize> {
+    let mut ws = Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one Winsize into `ws`, which lives across the call.
+    unsafe { get_winsize(fd.as_raw_fd(), &mut ws) }
+        .ok()
+        .map(|_| ws)
+}
+
+pub fn set_window_size(fd: &impl AsRawFd, ws: &Winsize) -> Result<(), Errno> {
+    // SAFETY: TIOCSWINSZ reads one Winsize from `ws`.
+    unsafe { set_winsize(fd.as_raw_fd(), ws) }.map(drop)
+}
+
+/// Receives one fd sent with SCM_RIGHTS (a pty master) on a connected unix socket.
+pub fn receive_fd(socket: &impl AsRawFd) -> Result<OwnedFd, Errno> {
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for cmsg in msg.cmsgs()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cmsg
+            && let Some(fd) = fds.first()
+        {
+            // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
+            return Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(*fd) });
+        }
+    }
+    Err(Errno::EPROTO)
+}
 
 /// Creates a pty in the container's devpts, sends the master to the console socket, and makes
 /// the slave the calling process's controlling terminal and stdio. Returns the slave's path.

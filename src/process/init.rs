@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
@@ -18,7 +17,7 @@ use super::channel::{Channel, ChannelError, ToChild, ToParent};
 use super::spawn::{InitContext, error_chain};
 use crate::linux::rootfs::{self, MountContext, RootfsError};
 use crate::linux::tty::{self, TtyError};
-use crate::linux::{capabilities, rlimits, seccomp};
+use crate::linux::{capabilities, process_attrs, rlimits, seccomp};
 use crate::spec::MountKind;
 
 #[derive(Debug, thiserror::Error)]
@@ -150,9 +149,7 @@ fn steps(ctx: &InitContext, chan: &Channel) -> Result<std::convert::Infallible, 
         set_domainname(d)?;
     }
     if let Some(p) = plan.personality {
-        // SAFETY: personality takes a plain value and changes only this process's persona.
-        let rc = unsafe { libc::personality(p) };
-        Errno::result(rc).map_err(sys(format!("personality {p:#x}")))?;
+        process_attrs::set_personality(p).map_err(sys(format!("personality {p:#x}")))?;
     }
     if process.terminal
         && let Some(sock) = &ctx.console_socket
@@ -210,9 +207,7 @@ pub fn launch(
     std::env::set_current_dir(&process.cwd)
         .map_err(io(format!("chdir {}", process.cwd.display())))?;
     if process.no_new_privileges {
-        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes integer arguments only.
-        let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        Errno::result(rc).map_err(sys("set no_new_privs"))?;
+        process_attrs::set_no_new_privs().map_err(sys("set no_new_privs"))?;
     }
     let argv = cstrings(&process.args)?;
     let envp = cstrings(&with_home(&process.env, process.uid))?;
@@ -235,13 +230,9 @@ pub fn launch(
 }
 
 fn join_session_keyring() -> Result<(), InitError> {
-    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    let name = c"_ses.husk";
-    // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads the NUL-terminated name only.
-    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
-    match Errno::result(rc) {
+    match process_attrs::join_session_keyring(c"_ses.husk") {
         // Kernels without keys, or a user namespace over its key quota: run without one, like runc.
-        Ok(_) | Err(Errno::ENOSYS | Errno::EDQUOT | Errno::EPERM) => Ok(()),
+        Ok(()) | Err(Errno::ENOSYS | Errno::EDQUOT | Errno::EPERM) => Ok(()),
         Err(source) => Err(InitError::Sys {
             op: "join session keyring".into(),
             source,
@@ -276,11 +267,7 @@ fn cstrings(items: &[String]) -> Result<Vec<CString>, InitError> {
 }
 
 fn set_domainname(name: &str) -> Result<(), InitError> {
-    // SAFETY: the pointer and length describe `name`'s bytes, valid for the call.
-    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
-    Errno::result(rc)
-        .map(drop)
-        .map_err(sys(format!("setdomainname {name}")))
+    process_attrs::set_domainname(name).map_err(sys(format!("setdomainname {name}")))
 }
 
 /// Resolves args[0] like execvp would, but with the container's PATH.
@@ -315,9 +302,7 @@ fn switch_user(process: &crate::spec::ProcessPlan) -> Result<(), InitError> {
         capabilities::drop_bounding(caps)?;
     }
     // Keep the permitted set across setuid; `apply` then sets the exact sets.
-    // SAFETY: prctl(PR_SET_KEEPCAPS, 1) takes integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    Errno::result(rc).map_err(sys("set keepcaps"))?;
+    process_attrs::set_keepcaps(true).map_err(sys("set keepcaps"))?;
     let groups: Vec<Gid> = process
         .additional_gids
         .iter()
@@ -336,9 +321,7 @@ fn switch_user(process: &crate::spec::ProcessPlan) -> Result<(), InitError> {
     if let Some(caps) = &process.capabilities {
         capabilities::apply(caps)?;
     }
-    // SAFETY: as above.
-    let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
-    Errno::result(rc).map_err(sys("clear keepcaps"))?;
+    process_attrs::set_keepcaps(false).map_err(sys("clear keepcaps"))?;
     Ok(())
 }
 
@@ -360,54 +343,11 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
 /// Only stdio and the preserved fds survive exec. The fds are marked close-on-exec, not
 /// closed: husk's own (channel, fifo) are needed until exec.
 fn prepare_fds(preserve: u32) -> Result<(), InitError> {
-    let first = 3 + preserve;
-    for fd in 3..first {
-        // SAFETY: F_SETFD on an inherited fd number; an unused number just fails with EBADF.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
-    }
-    // SAFETY: close_range with CLOEXEC only marks fds; it cannot invalidate memory.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    match Errno::result(rc) {
-        Ok(_) => Ok(()),
-        // Kernels before 5.11: mark each open fd from /proc.
-        Err(Errno::ENOSYS | Errno::EINVAL) => {
-            let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-                .map_err(io("list /proc/self/fd"))?
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .filter(|fd| *fd >= first as i32)
-                .collect();
-            for fd in fds {
-                // SAFETY: F_SETFD on an fd number; a stale one just fails with EBADF.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
-            Ok(())
-        }
-        Err(source) => Err(InitError::Sys {
-            op: "mark fds close-on-exec".into(),
-            source,
-        }),
-    }
+    process_attrs::keep_only_fds_below(3 + preserve).map_err(sys("mark fds close-on-exec"))
 }
 
 /// The user process starts with default signal handling and an empty mask, whatever husk had
 /// (Rust ignores SIGPIPE; `run` blocks the signals it forwards).
 fn reset_signals() -> Result<(), InitError> {
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL is always sound; no handler code is involved.
-        let _ = unsafe { sigaction(sig, &default) };
-    }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(sys("reset signal mask"))
+    process_attrs::reset_signals().map_err(sys("reset signal dispositions and mask"))
 }
