@@ -280,6 +280,8 @@ fn run_runtime_hooks(
         // through the leases, which name this container.
         record.network = Some(husk_net::NetworkRecord::empty(req, &record.id));
         store.save(record)?;
+        // If setup fails and its own rollback leaves something, ours tries again from the lease.
+        rb.network = record.network.clone();
         let built = husk_net::setup(req, &target, &rb.net_dir)?;
         record.network = Some(built.clone());
         rb.network = Some(built);

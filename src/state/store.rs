@@ -10,6 +10,8 @@ use nix::fcntl::{Flock, FlockArg};
 use super::ContainerRecord;
 
 const RECORD: &str = "state.json";
+/// The directory under the root where the built-in network keeps leases and records.
+pub const NET_DIR: &str = "net";
 const LOCK: &str = "lock";
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,9 @@ pub fn validate_id(id: &str) -> Result<(), StateError> {
     }
     if id == "." || id == ".." {
         return bad("must not be . or ..");
+    }
+    if id == NET_DIR {
+        return bad("reserved: husk keeps its network state under that name");
     }
     if id.len() > 1024 {
         return bad("longer than 1024 bytes");
@@ -240,7 +245,11 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "../x", "a b", "x\0y"] {
             assert!(validate_id(bad).is_err(), "{bad:?} should be rejected");
         }
-        for good in ["a", "web-1", "x.y", "A_b+c", "..."] {
+        assert!(
+            validate_id("net").is_err(),
+            "the network state dir is reserved"
+        );
+        for good in ["a", "web-1", "x.y", "A_b+c", "...", "net2"] {
             assert!(validate_id(good).is_ok(), "{good:?} should be accepted");
         }
     }

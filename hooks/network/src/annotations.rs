@@ -215,21 +215,43 @@ pub fn parse_ifname(key: &str, value: &str) -> Result<String, AnnotationError> {
     if value == "." || value == ".." {
         return Err(invalid(key, value, "not a valid interface name"));
     }
+    // Narrower than the kernel allows: the name also goes into nft scripts.
     if let Some(c) = value
         .chars()
-        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
         return Err(invalid(
             key,
             value,
-            format_args!("an interface name cannot contain {c:?}"),
+            format_args!(
+                "an interface name here has only letters, digits, '_', '-' and '.', not {c:?}"
+            ),
         ));
+    }
+    if matches!(value, "all" | "default" | "lo") {
+        return Err(invalid(key, value, "is a name the kernel reserves"));
     }
     Ok(value.to_string())
 }
 
 fn parse_subnet(key: &str, value: &str) -> Result<Ipv4Net, AnnotationError> {
     let net: Ipv4Net = value.parse().map_err(|e| invalid(key, value, e))?;
+    if net.prefix() < 8 {
+        return Err(invalid(key, value, "the prefix must be at least /8"));
+    }
+    let first = net.network().octets()[0];
+    let second = net.network().octets()[1];
+    let special = match first {
+        0 => Some("0.0.0.0/8 is \"this network\""),
+        127 => Some("127.0.0.0/8 is loopback"),
+        224..=239 => Some("224.0.0.0/4 is multicast"),
+        240..=255 => Some("240.0.0.0/4 is reserved"),
+        169 if second == 254 => Some("169.254.0.0/16 is link-local"),
+        _ => None,
+    };
+    if let Some(why) = special {
+        return Err(invalid(key, value, why));
+    }
     if net.prefix() > 30 {
         return Err(invalid(
             key,
@@ -412,6 +434,31 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         parse_annotations(&map)
+    }
+
+    #[test]
+    fn special_purpose_subnets_and_unsafe_bridge_names_are_refused() {
+        for subnet in [
+            "127.0.0.0/24",
+            "0.0.0.0/24",
+            "169.254.0.0/24",
+            "224.0.0.0/24",
+            "240.0.0.0/24",
+            "10.0.0.0/7",
+        ] {
+            assert!(
+                parse(&[("io.husk.net.subnet", subnet)]).is_err(),
+                "{subnet} accepted"
+            );
+        }
+        for bridge in ["br\"0", "br#0", "br{0", "all", "default", "lo"] {
+            assert!(
+                parse(&[("io.husk.net.bridge", bridge)]).is_err(),
+                "{bridge} accepted"
+            );
+        }
+        assert!(parse(&[("io.husk.net.bridge", "husk_br-1.a")]).is_ok());
+        assert!(parse(&[("io.husk.net.subnet", "172.30.0.0/16")]).is_ok());
     }
 
     fn err(pairs: &[(&str, &str)]) -> String {

@@ -59,7 +59,7 @@ add chain ip {t} output {{ type nat hook output priority -100; policy accept; }}
 add chain ip {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
 add chain ip {t} guard {{ type filter hook prerouting priority raw; policy accept; }}
 add chain ip {t} portfwd
-add rule ip {t} prerouting fib daddr type local jump portfwd
+add rule ip {t} prerouting ip daddr != 127.0.0.0/8 fib daddr type local jump portfwd
 add rule ip {t} output fib daddr type local jump portfwd
 add rule ip {t} portfwd dnat ip to ip daddr . meta l4proto . th dport map @ipports
 add rule ip {t} portfwd dnat ip to meta l4proto . th dport map @ports

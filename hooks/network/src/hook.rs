@@ -134,6 +134,12 @@ fn create(state: State, state_dir: &Path, record_file: &Path) -> Result<(), NetE
         rootfs: state.bundle.join(root.path),
         owner_dir: None,
     };
+    // Recorded before anything is built: if the runtime kills this hook during setup,
+    // poststop still finds the container and its teardown recovers the rest from the lease.
+    save(
+        record_file,
+        &NetworkRecord::empty(&req, &target.container_id),
+    )?;
     let record = setup(&req, &target, state_dir)?;
     if let Err(e) = save(record_file, &record) {
         // Without the record nothing could tear it down later: undo now.

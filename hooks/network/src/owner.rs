@@ -38,12 +38,22 @@ impl Owner {
         }
     }
 
+    /// Only a definite "gone" counts as dead: any other error reading /proc or the owner dir
+    /// keeps the lease, since reclaiming a live one would hand its address out twice.
     pub fn is_alive(&self) -> bool {
         match self {
-            Owner::Dir { path } => path.exists(),
-            Owner::Process { pid, start_time } => {
-                matches!(process_start_time(*pid), Ok(t) if t == *start_time)
-            }
+            Owner::Dir { path } => match std::fs::symlink_metadata(path) {
+                Ok(_) => true,
+                Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+            },
+            Owner::Process { pid, start_time } => match process_start_time(*pid) {
+                Ok(t) => t == *start_time,
+                Err(OwnerError::ReadStartTime { source, .. }) => {
+                    !matches!(source.kind(), std::io::ErrorKind::NotFound)
+                        && source.raw_os_error() != Some(libc::ESRCH)
+                }
+                Err(_) => true,
+            },
         }
     }
 }
