@@ -832,3 +832,33 @@ fn which(name: &str) -> Result<String, ()> {
         .map(|p| p.to_string_lossy().into_owned())
         .ok_or(())
 }
+
+#[test]
+fn a_bridge_husk_did_not_create_is_kept_and_route_localnet_restored() {
+    if !husk_only("a_bridge_husk_did_not_create_is_kept_and_route_localnet_restored") {
+        return;
+    }
+    let world = NetWorld::new("prebridge");
+    world
+        .in_host(&["ip", "link", "add", "hn-pre", "type", "bridge"])
+        .assert_success();
+    let sysctl = ["cat", "/proc/sys/net/ipv4/conf/hn-pre/route_localnet"];
+    assert_eq!(world.in_host(&sysctl).stdout.trim(), "0");
+    let id = world.start_container(&networked("hn-pre", "10.77.16.0/24", "sleep 1000"));
+    assert_eq!(
+        world.in_host(&sysctl).stdout.trim(),
+        "1",
+        "forwards to 127.0.0.1 need it"
+    );
+    world.husk(&["delete", "--force", &id]).assert_success();
+    // The bridge is the user's: it stays, and so does nothing of husk's on it.
+    assert_eq!(
+        world.in_host(&sysctl).stdout.trim(),
+        "0",
+        "route_localnet left on a bridge husk does not guard"
+    );
+    world
+        .in_host(&["ip", "link", "del", "hn-pre"])
+        .assert_success();
+    world.assert_network_clean();
+}

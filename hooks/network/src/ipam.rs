@@ -100,6 +100,11 @@ const NETWORK_FILE: &str = "network.json";
 const LAST_FILE: &str = "last";
 /// Present while the bridge is one husk created (and so deletes with its last lease).
 pub const MARKER_BRIDGE_CREATED: &str = "bridge-created";
+/// Present while husk has route_localnet on for a bridge that had it off (and that husk did not
+/// create): the last container to leave turns it off again.
+pub const MARKER_ROUTE_LOCALNET: &str = "route-localnet-set";
+/// Present while the gateway address husk added to a bridge it did not create is there.
+pub const MARKER_GATEWAY_ADDED: &str = "gateway-added";
 /// Present while husk's iptables FORWARD accept rules for the bridge are installed.
 pub const MARKER_IPTABLES: &str = "iptables-forward";
 
@@ -210,7 +215,7 @@ impl BridgeLock {
         write_atomic(&self.dir, NETWORK_FILE, &text, true)
     }
 
-    #[cfg(test)]
+    /// The network this bridge serves, while it has one recorded.
     pub fn network(&self) -> Option<BridgeNetwork> {
         let text = fs::read(self.dir.join(NETWORK_FILE)).ok()?;
         serde_json::from_slice(&text).ok()

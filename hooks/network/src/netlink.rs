@@ -229,12 +229,14 @@ pub async fn bridge_index(h: &Handle, name: &str) -> Result<Option<u32>, Netlink
 
 /// Create the bridge unless it exists (a concurrent creator winning is fine), address and up.
 /// Returns its index and whether this call created it.
+/// The bridge, created if missing, with the gateway address, up. Returns its index, whether
+/// it was created now, and whether the address was added now.
 pub async fn ensure_bridge(
     h: &Handle,
     name: &str,
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
-) -> Result<(u32, bool), NetlinkError> {
+) -> Result<(u32, bool, bool), NetlinkError> {
     let created = match h.link().add(LinkBridge::new(name).build()).execute().await {
         Ok(()) => true,
         Err(e) if errno_of(&e) == Some(libc::EEXIST) => false,
@@ -250,14 +252,14 @@ pub async fn ensure_bridge(
         .ok_or_else(|| NetlinkError::LinkVanished {
             name: name.to_string(),
         })?;
-    match h
+    let address_added = match h
         .address()
         .add(index, IpAddr::V4(gateway), subnet.prefix())
         .execute()
         .await
     {
-        Ok(()) => {}
-        Err(e) if errno_of(&e) == Some(libc::EEXIST) => {}
+        Ok(()) => true,
+        Err(e) if errno_of(&e) == Some(libc::EEXIST) => false,
         Err(source) => {
             return Err(NetlinkError::AddAddress {
                 link: name.to_string(),
@@ -265,9 +267,35 @@ pub async fn ensure_bridge(
                 source: Box::new(source),
             });
         }
-    }
+    };
     link_up(h, index, name).await?;
-    Ok((index, created))
+    Ok((index, created, address_added))
+}
+
+/// Removes `gateway` from the link `name` (a bridge husk did not create). Absent is fine.
+pub async fn delete_address(h: &Handle, name: &str, gateway: Ipv4Addr) -> Result<(), NetlinkError> {
+    let Some(index) = bridge_index(h, name).await? else {
+        return Ok(());
+    };
+    let mut addrs = h.address().get().set_link_index_filter(index).execute();
+    let list_err = |source: rtnetlink::Error| NetlinkError::ListRoutes {
+        source: Box::new(source),
+    };
+    while let Some(msg) = addrs.try_next().await.map_err(list_err)? {
+        let ours = msg.attributes.iter().any(|a| {
+            matches!(a, rtnetlink::packet_route::address::AddressAttribute::Local(IpAddr::V4(ip)) if *ip == gateway)
+        });
+        if ours {
+            return h.address().del(msg).execute().await.map_err(|source| {
+                NetlinkError::AddAddress {
+                    link: name.to_string(),
+                    addr: format!("del {gateway}"),
+                    source: Box::new(source),
+                }
+            });
+        }
+    }
+    Ok(())
 }
 
 pub async fn link_up(h: &Handle, index: u32, name: &str) -> Result<(), NetlinkError> {

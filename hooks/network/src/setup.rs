@@ -80,13 +80,20 @@ async fn build(
         lock.check_network(&req.bridge, net)?;
         let existing = netlink::bridge_index(&host, &req.bridge).await?;
         check_overlap(&host, req.subnet, existing).await?;
-        let (index, created) =
+        let (index, created, address_added) =
             netlink::ensure_bridge(&host, &req.bridge, req.subnet, req.gateway).await?;
         if created {
             lock.set_marker(ipam::MARKER_BRIDGE_CREATED)?;
             record.bridge_created = true;
+        } else if address_added {
+            // Someone else's bridge: the gateway address is ours to remove with the last user.
+            lock.set_marker(ipam::MARKER_GATEWAY_ADDED)?;
         }
         sysctl::enable_ip_forward()?;
+        if !created && !sysctl::route_localnet(&req.bridge)? {
+            // Someone else's bridge: remember that the setting was ours to undo.
+            lock.set_marker(ipam::MARKER_ROUTE_LOCALNET)?;
+        }
         sysctl::enable_route_localnet(&req.bridge)?;
         // Checked by a bridge's first user only: later ones find the rules (or no need) in place.
         if !lock.has_leases()?

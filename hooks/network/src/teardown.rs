@@ -9,7 +9,7 @@ use crate::ipam::{self, BridgeLock};
 use crate::netlink::{self, Runtime};
 use crate::record::NetworkRecord;
 use crate::signals::TerminationBlocked;
-use crate::{NetError, dns, firewall, iptables};
+use crate::{NetError, dns, firewall, iptables, sysctl};
 
 pub fn teardown(record: &NetworkRecord, state_dir: &Path) -> Result<(), NetError> {
     // A half-done teardown would leave forwards to an address that gets handed out again.
@@ -136,6 +136,29 @@ async fn last_user_left(
         match iptables::forget_bridge(bridge) {
             Ok(()) => {
                 if let Err(e) = lock.clear_marker(ipam::MARKER_IPTABLES) {
+                    errors.push(e.into());
+                }
+            }
+            Err(e) => errors.push(e.into()),
+        }
+    }
+    if lock.marker(ipam::MARKER_GATEWAY_ADDED)
+        && let (Some(h), Some(net)) = (host, lock.network())
+    {
+        match netlink::delete_address(h, bridge, net.gateway).await {
+            Ok(()) => {
+                if let Err(e) = lock.clear_marker(ipam::MARKER_GATEWAY_ADDED) {
+                    errors.push(e.into());
+                }
+            }
+            Err(e) => errors.push(e.into()),
+        }
+    }
+    // The guard rules no longer cover this bridge: route_localnet must not stay on.
+    if lock.marker(ipam::MARKER_ROUTE_LOCALNET) {
+        match sysctl::disable_route_localnet(bridge) {
+            Ok(()) => {
+                if let Err(e) = lock.clear_marker(ipam::MARKER_ROUTE_LOCALNET) {
                     errors.push(e.into());
                 }
             }
