@@ -175,10 +175,12 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
     // stage-1 joins the cgroup before it creates namespaces, so init is born inside it.
     let joined = (|| {
         let cg = rb.cgroup.as_ref().ok_or(ContainerError::InitVanished)?;
-        cg.add_task(stage1.as_raw())?;
+        // Limits first, while the cgroup is empty: a tight memory limit cannot fail on usage
+        // the joining process already has, and nothing runs unlimited for a moment.
         if let Some(res) = &plan.resources {
             cg.apply(res)?;
         }
+        cg.add_task(stage1.as_raw())?;
         chan.send(&ToChild::Proceed)?;
         Ok::<(), ContainerError>(())
     })();
