@@ -8,6 +8,7 @@ use crate::container::{self, Container, ExecRequest};
 use crate::state::Store;
 
 pub fn exec(store: &Store, a: &ExecArgs) -> Result<ExitCode, CommandError> {
+    let c = Container::load(store, &a.id)?;
     let process = match &a.process {
         Some(path) => {
             let text = std::fs::read(path).map_err(|source| CommandError::Io {
@@ -18,7 +19,7 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<ExitCode, CommandError> {
             serde_json::from_slice::<Process>(&text)
                 .map_err(|e| CommandError::Usage(format!("parse {}: {e}", path.display())))?
         }
-        None => process_from_args(store, a)?,
+        None => process_from_args(&c, a)?,
     };
     let mask = if a.detach {
         None
@@ -26,14 +27,13 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<ExitCode, CommandError> {
         Some(wait::block_forwarded()?)
     };
     let req = ExecRequest {
-        id: a.id.clone(),
         process,
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
     };
-    let execed = container::exec(store, &req)?;
+    let execed = container::exec(&c, &req)?;
     match mask {
         None => Ok(0),
         Some(mask) => wait::wait_for(&mask, execed.pid, execed.start_time, None),
@@ -41,13 +41,12 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<ExitCode, CommandError> {
 }
 
 /// Like runc: the container's own process is the template; the command line overrides it.
-fn process_from_args(store: &Store, a: &ExecArgs) -> Result<Process, CommandError> {
+fn process_from_args(c: &Container, a: &ExecArgs) -> Result<Process, CommandError> {
     if a.command.is_empty() {
         return Err(CommandError::Usage(
             "exec needs a command or --process".into(),
         ));
     }
-    let c = Container::load(store, &a.id)?;
     let mut p: Process = c
         .record
         .config

@@ -11,10 +11,8 @@ use crate::linux::{procfs, seccomp, signals};
 use crate::process::channel::{ChannelError, ToChild, ToParent};
 use crate::process::exec::{ExecContext, fork_exec, namespaces_to_join};
 use crate::spec::{SpecError, plan_exec_process};
-use crate::state::Store;
 
 pub struct ExecRequest {
-    pub id: String,
     pub process: Process,
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
@@ -28,8 +26,9 @@ pub struct Execed {
     pub start_time: u64,
 }
 
-pub fn exec(store: &Store, req: &ExecRequest) -> Result<Execed, ContainerError> {
-    let c = Container::load(store, &req.id)?;
+/// Runs `req` in `c`, a container the caller loaded (its config is also the template for a
+/// process given on the command line).
+pub fn exec(c: &Container, req: &ExecRequest) -> Result<Execed, ContainerError> {
     match c.status {
         Status::Stopped => return Err(ContainerError::ExecStopped),
         Status::Paused if !req.ignore_paused => return Err(ContainerError::ExecPaused),
