@@ -223,7 +223,6 @@ pub fn create(store: &Store, req: &CreateRequest) -> Result<ContainerRecord, Con
                     &dir,
                     state.as_bytes(),
                 )?;
-                store.save(&record)?;
                 chan.send(&ToChild::RuntimeHooksDone { state })?;
             }
             Ok(ToParent::Ready) => return Ok(()),
@@ -287,6 +286,7 @@ fn run_runtime_hooks(
         let built = husk_net::setup(req, &target, &rb.net_dir)?;
         record.network = Some(built.clone());
         rb.network = Some(built);
+        store.save(record)?;
     }
     crate::hooks::run_hooks(
         plan.hooks.create_runtime().as_deref().unwrap_or_default(),

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
+use serde::Deserialize;
 
 use super::plan::Problems;
 
@@ -49,7 +50,8 @@ pub fn load_bundle(bundle: &Path) -> Result<LoadedBundle, SpecError> {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    let spec: Spec = serde_json::from_value(raw.clone()).map_err(|e| SpecError::Parse {
+    // Deserialized from the parsed value in place: the config is not parsed or copied twice.
+    let spec = Spec::deserialize(&raw).map_err(|e| SpecError::Parse {
         path: path.clone(),
         message: e.to_string(),
     })?;
