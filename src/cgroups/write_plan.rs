@@ -55,6 +55,23 @@ impl FileWrite {
         }
     }
 
+    /// `cpu.idle`, the same file and rule on v1 and v2: 0 or 1.
+    pub(crate) fn cpu_idle(idle: i64) -> Result<Self, CgroupError> {
+        if !(0..=1).contains(&idle) {
+            return Err(CgroupError::InvalidValue {
+                field: "linux.resources.cpu.idle",
+                value: idle.to_string(),
+                reason: "must be 0 or 1".to_string(),
+            });
+        }
+        Ok(Self::new(
+            "cpu",
+            "linux.resources.cpu.idle",
+            "cpu.idle",
+            idle.to_string(),
+        ))
+    }
+
     pub(crate) fn first_existing(
         controller: &'static str,
         field: &'static str,

@@ -315,19 +315,7 @@ fn cpu_writes(cpu: &LinuxCpu, writes: &mut Vec<FileWrite>) -> Result<(), CgroupE
         ));
     }
     if let Some(idle) = cpu.idle() {
-        if !(0..=1).contains(&idle) {
-            return Err(CgroupError::InvalidValue {
-                field: "linux.resources.cpu.idle",
-                value: idle.to_string(),
-                reason: "must be 0 or 1".to_string(),
-            });
-        }
-        writes.push(FileWrite::new(
-            "cpu",
-            "linux.resources.cpu.idle",
-            "cpu.idle",
-            idle.to_string(),
-        ));
+        writes.push(FileWrite::cpu_idle(idle)?);
     }
     // The period first: a runtime is validated against the period in force.
     if let Some(period) = cpu.realtime_period().filter(|p| *p != 0) {

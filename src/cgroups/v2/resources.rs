@@ -305,19 +305,7 @@ fn cpu_writes(
         ));
     }
     if let Some(idle) = cpu.idle() {
-        if !(0..=1).contains(&idle) {
-            return Err(CgroupError::InvalidValue {
-                field: "linux.resources.cpu.idle",
-                value: idle.to_string(),
-                reason: "must be 0 or 1".to_string(),
-            });
-        }
-        writes.push(FileWrite::new(
-            "cpu",
-            "linux.resources.cpu.idle",
-            "cpu.idle",
-            idle.to_string(),
-        ));
+        writes.push(FileWrite::cpu_idle(idle)?);
     }
     if let Some(runtime) = cpu.realtime_runtime().filter(|r| *r != 0) {
         return Err(unsupported(
