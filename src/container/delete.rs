@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 
-use super::start::hooks_of;
 use super::{Container, ContainerError, Status, status};
 use crate::linux::signals;
 use crate::state::{StateError, Store};
@@ -76,10 +75,7 @@ fn destroy(store: &Store, c: &Container) -> Result<(), ContainerError> {
         Err(e) => errors.push(format!("cgroup: {e}")),
     }
     let state = super::oci_state(&c.record, Status::Stopped).to_string();
-    for e in crate::hooks::run_hooks_best_effort(
-        &hooks_of(&c.record.config, "poststop"),
-        state.as_bytes(),
-    ) {
+    for e in crate::hooks::run_hooks_best_effort(&c.hooks("poststop"), state.as_bytes()) {
         log::warn!("poststop hook: {e}");
     }
     if let Err(e) = store.remove(&c.record.id) {

@@ -108,6 +108,16 @@ impl Container {
         procfs::is_same_live_process(self.record.pid, self.record.start_time)
     }
 
+    /// The hooks of one kind (`poststart`, `poststop`) from the config recorded at create.
+    pub fn hooks(&self, kind: &str) -> Vec<oci_spec::runtime::Hook> {
+        self.record
+            .config
+            .get("hooks")
+            .and_then(|h| h.get(kind))
+            .and_then(|v| <Vec<oci_spec::runtime::Hook> as serde::Deserialize>::deserialize(v).ok())
+            .unwrap_or_default()
+    }
+
     /// The OCI state document (plus runc's `created` and `owner`).
     pub fn oci_state(&self) -> serde_json::Value {
         oci_state(&self.record, self.status)

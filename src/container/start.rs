@@ -72,24 +72,8 @@ pub fn start(store: &Store, id: &str) -> Result<(), ContainerError> {
         source,
     })?;
     let state = super::oci_state(&c.record, Status::Running).to_string();
-    for e in crate::hooks::run_hooks_best_effort(
-        poststart_hooks(&c.record.config).as_slice(),
-        state.as_bytes(),
-    ) {
+    for e in crate::hooks::run_hooks_best_effort(&c.hooks("poststart"), state.as_bytes()) {
         log::warn!("poststart hook: {e}");
     }
     Ok(())
-}
-
-/// Hooks of one kind from the recorded config.
-pub fn hooks_of(config: &serde_json::Value, kind: &str) -> Vec<oci_spec::runtime::Hook> {
-    config
-        .get("hooks")
-        .and_then(|h| h.get(kind))
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
-}
-
-fn poststart_hooks(config: &serde_json::Value) -> Vec<oci_spec::runtime::Hook> {
-    hooks_of(config, "poststart")
 }
